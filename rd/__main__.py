@@ -1,0 +1,3 @@
+from rd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""``python -m rd <command>``: the thin layer the Snakemake rules call.
+
+Each command parses its arguments, calls the library, and writes its outputs atomically.
+A user error (``RDError``) prints one line and exits 2; ``--debug`` shows the traceback.
+Library imports happen inside the handlers so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from typing import Callable, Sequence
+
+from rd.errors import RDError
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def _json_arg(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- prepare-data
+def _add_prepare_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=["textures", "mvtec"], required=True,
+                   help="textures: generate the embedded dataset; mvtec: validate a user-given root")
+    p.add_argument("--root", required=True, help="dataset root (MVTec AD layout)")
+    p.add_argument("--category", required=True)
+    p.add_argument("--seed", type=int, default=0, help="generation seed (textures only)")
+    p.add_argument("--out", required=True, help="manifest JSON (file list hash, counts)")
+
+
+def _run_prepare_data(a: argparse.Namespace) -> None:
+    from rd.data import prepare_category
+
+    prepare_category(a.dataset, a.root, a.category, seed=a.seed, manifest_path=a.out)
+
+
+# --------------------------------------------------------------------------- smoke
+def _add_smoke(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--weights", default="none")
+    p.add_argument("--image-sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--projection", action="store_true", help="frozen 1x1 projection to ResNet channels")
+    p.add_argument("--out", required=True)
+
+
+def _run_smoke(a: argparse.Namespace) -> None:
+    from rd.smoke import smoke_test
+
+    smoke_test(a.backbone, weights=a.weights, image_sizes=a.image_sizes,
+               projection=a.projection, out=a.out)
+
+
+# --------------------------------------------------------------------------- complexity
+def _add_complexity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--image-size", type=int, required=True)
+    p.add_argument("--batch-size", type=int, default=16, help="batch for the throughput figure")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--projection", action="store_true")
+    p.add_argument("--out", required=True)
+
+
+def _run_complexity(a: argparse.Namespace) -> None:
+    from rd.complexity import measure_complexity
+
+    measure_complexity(a.backbone, image_size=a.image_size, batch_size=a.batch_size,
+                       threads=a.threads, device=a.device, projection=a.projection, out=a.out)
+
+
+# --------------------------------------------------------------------------- train
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--category", required=True)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--weights", default="none", help="none | imagenet | path to .pth/.safetensors")
+    p.add_argument("--projection", action="store_true")
+    p.add_argument("--setting-name", default="baseline")
+    p.add_argument("--setting", type=_json_arg, default={},
+                   help='JSON, e.g. {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999]}')
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--eval-every", type=int, default=0, help="eval metrics every N epochs (0: never)")
+    p.add_argument("--no-feature-cache", action="store_true",
+                   help="recompute teacher features each step instead of caching them once")
+    p.add_argument("--out-dir", required=True)
+
+
+def _run_train(a: argparse.Namespace) -> None:
+    from rd.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data_root=a.data_root, category=a.category, backbone=a.backbone, weights=a.weights,
+        projection=a.projection, setting_name=a.setting_name, setting=a.setting,
+        image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed,
+        device=a.device, threads=a.threads, bf16=a.bf16, eval_every=a.eval_every,
+        feature_cache=not a.no_feature_cache,
+    )
+    train(cfg, a.out_dir)
+
+
+# --------------------------------------------------------------------------- evaluate
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--category", required=True)
+    p.add_argument("--model", required=True, help="model.pt written by train")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--failure-cases", type=int, default=4, help="top-k missed defects and false alarms kept")
+    p.add_argument("--out-dir", required=True)
+
+
+def _run_evaluate(a: argparse.Namespace) -> None:
+    from rd.evaluate import evaluate_run
+
+    evaluate_run(a.model, data_root=a.data_root, category=a.category, out_dir=a.out_dir,
+                 device=a.device, threads=a.threads, failure_cases=a.failure_cases)
+
+
+# --------------------------------------------------------------------------- aggregate / stats / report
+def _add_aggregate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", nargs="+", required=True, help="run folders (each with metrics.json, train.json)")
+    p.add_argument("--complexity", nargs="*", default=[], help="complexity JSON files, one per backbone")
+    p.add_argument("--benchmarks", nargs="*", default=[], help="Snakemake benchmark TSVs")
+    p.add_argument("--out", required=True, help="summary.csv")
+
+
+def _run_aggregate(a: argparse.Namespace) -> None:
+    from rd.aggregate import write_summary
+
+    write_summary(a.runs, complexity=a.complexity, benchmarks=a.benchmarks, out=a.out)
+
+
+def _add_stats(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--summary", required=True)
+    p.add_argument("--comparison", nargs=2, action="append", metavar=("ARM_A", "ARM_B"), required=True,
+                   help="two arms as backbone/setting; repeat for more comparisons")
+    p.add_argument("--out", required=True, help="stats.csv")
+
+
+def _run_stats(a: argparse.Namespace) -> None:
+    from rd.stats import write_stats
+
+    write_stats(a.summary, comparisons=[tuple(c) for c in a.comparison], out=a.out)
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--summary", required=True)
+    p.add_argument("--stats", required=True)
+    p.add_argument("--config", required=True, help="resolved config (JSON or YAML)")
+    p.add_argument("--data-manifests", nargs="*", default=[], help="prepare-data manifests")
+    p.add_argument("--out", required=True, help="report.html")
+    p.add_argument("--figures-dir", default=None, help="also write the main figures here as PNG")
+
+
+def _run_report(a: argparse.Namespace) -> None:
+    from rd.report import build_report
+
+    build_report(summary=a.summary, stats=a.stats, config=a.config, manifests=a.data_manifests,
+                 out=a.out, figures_dir=a.figures_dir)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
+    "prepare-data": ("generate the embedded dataset or validate a given root", _add_prepare_data, _run_prepare_data),
+    "smoke": ("build a backbone's RD and check shapes and parameters (gates training)", _add_smoke, _run_smoke),
+    "complexity": ("FLOPs (fvcore), parameters, latency and throughput", _add_complexity, _run_complexity),
+    "train": ("train one run: category x backbone x setting x seed", _add_train, _run_train),
+    "evaluate": ("anomaly maps, metrics and failure cases of one run", _add_evaluate, _run_evaluate),
+    "aggregate": ("one row per run -> summary.csv", _add_aggregate, _run_aggregate),
+    "stats": ("paired tests between arms -> stats.csv", _add_stats, _run_stats),
+    "report": ("the self-contained HTML report", _add_report, _run_report),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rd", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][2](args)
+    except RDError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; outputs written so far are complete, rerun to continue.", file=sys.stderr)
+        return 130
+    return 0
