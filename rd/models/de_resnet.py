@@ -1,0 +1,94 @@
+"""The paper's student decoder: ResNet layers 3 -> 1 mirrored, upsampling by transposed convs.
+
+Each layer's first block doubles the resolution with a stride-2 ``ConvTranspose2d(k=2)`` on
+both the main path and the residual path (where the encoder would have a stride-2 conv and a
+1x1/s2 downsample). Block and layer counts follow the official RD4AD ``de_resnet``: the i-th
+decoder layer gets as many blocks as the encoder's i-th layer (resnet18: 2/2/2, wide_resnet50_2:
+3/4/6). Outputs come back in encoder order (stride 4, 8, 16).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def _deconv2x2(c_in: int, c_out: int, groups: int = 1) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2, groups=groups, bias=False)
+
+
+def _conv3x3(c_in: int, c_out: int, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, groups=groups, bias=False)
+
+
+class DeBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
+                 base_width: int = 64) -> None:
+        super().__init__()
+        self.conv1 = _deconv2x2(inplanes, planes) if upsample is not None else _conv3x3(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class DeBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
+                 base_width: int = 64) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0))
+        self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = _deconv2x2(width, width) if upsample is not None else _conv3x3(width, width)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _de_layer(block_cls: type, inplanes: int, out_chs: int, depth: int, base_width: int) -> nn.Sequential:
+    planes = out_chs // block_cls.expansion
+    upsample = nn.Sequential(_deconv2x2(inplanes, out_chs), nn.BatchNorm2d(out_chs))
+    blocks = [block_cls(inplanes, planes, upsample=upsample, base_width=base_width)]
+    blocks += [block_cls(out_chs, planes, base_width=base_width) for _ in range(1, depth)]
+    return nn.Sequential(*blocks)
+
+
+class DeResNet(nn.Module):
+    """Decoder from the stride-32 OCBE embedding back to the teacher's three stages."""
+
+    def __init__(self, channels: Sequence[int], block: str = "basic",
+                 depths: Sequence[int] = (2, 2, 2), base_width: int = 64) -> None:
+        super().__init__()
+        block_cls = DeBasicBlock if block == "basic" else DeBottleneck
+        c1, c2, c3 = channels
+        self.layer1 = _de_layer(block_cls, 2 * c3, c3, depths[0], base_width)  # stride 32 -> 16
+        self.layer2 = _de_layer(block_cls, c3, c2, depths[1], base_width)      # 16 -> 8
+        self.layer3 = _de_layer(block_cls, c2, c1, depths[2], base_width)      # 8 -> 4
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f16 = self.layer1(x)
+        f8 = self.layer2(f16)
+        f4 = self.layer3(f8)
+        return [f4, f8, f16]

@@ -1,0 +1,148 @@
+"""Assembly: frozen teacher -> OCBE bottleneck -> student decoder.
+
+``build_rd`` picks the student family from the teacher: ResNet teachers get the paper's
+ResNet student (block type, depths and width carried over from the backbone); ConvNeXt and
+other timm teachers get the ConvNeXt student. Either can be forced with ``student=``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import timm
+import torch
+from torch import nn
+
+from rd.models.bn_layer import OCBE
+from rd.models.de_convnext import DeConvNeXt
+from rd.models.de_resnet import DeResNet
+from rd.models.teacher import RESNET18_CHANNELS, Teacher, rd_out_indices
+from rd.models.weights import check_backbone_name, create_backbone
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """What the student looks like; derived from the teacher, stored with checkpoints."""
+
+    family: str                    # "resnet" or "convnext"
+    block: str                     # OCE block: "basic", "bottleneck" or "convnext"
+    oce_depth: int
+    decoder_depths: tuple[int, int, int]
+    base_width: int = 64
+
+
+@dataclass(frozen=True)
+class RDSpec:
+    """Everything needed to rebuild the same RD network (saved in ``model.pt``)."""
+
+    backbone: str
+    weights: str = "none"
+    projection: tuple[int, int, int] | None = None
+    student: StudentSpec | None = field(default=None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RDSpec":
+        student = StudentSpec(**{**d["student"], "decoder_depths": tuple(d["student"]["decoder_depths"])})
+        projection = tuple(d["projection"]) if d.get("projection") else None
+        return cls(backbone=d["backbone"], weights=d["weights"], projection=projection, student=student)
+
+
+def _structure(backbone: str) -> nn.Module:
+    """The full timm model on the meta device: free to build, tells block types and depths."""
+    with torch.device("meta"):
+        return timm.create_model(backbone.split(".")[0], pretrained=False)
+
+
+def derive_student(backbone: str, family: str = "auto") -> StudentSpec:
+    """Student spec mirroring the teacher, following the official RD4AD choices."""
+    from timm.models.convnext import ConvNeXt
+    from timm.models.resnet import Bottleneck, ResNet
+
+    full = _structure(backbone)
+    if family == "auto":
+        family = "resnet" if isinstance(full, ResNet) else "convnext"
+    if family == "resnet":
+        if isinstance(full, ResNet):
+            first = full.layer3[0]
+            block = "bottleneck" if isinstance(first, Bottleneck) else "basic"
+            base_width = 64
+            if block == "bottleneck":  # width_per_group: width = planes * base_width / 64
+                base_width = first.conv1.out_channels * 64 * 4 // first.conv3.out_channels
+            depths = (len(full.layer1), len(full.layer2), len(full.layer3))
+            return StudentSpec("resnet", block, len(full.layer4), depths, base_width)
+        return StudentSpec("resnet", "basic", 2, (2, 2, 2))  # resnet18's student
+    if family == "convnext":
+        if isinstance(full, ConvNeXt):
+            depths = tuple(len(stage.blocks) for stage in full.stages)
+            return StudentSpec("convnext", "convnext", depths[3], depths[:3])  # type: ignore[arg-type]
+        return StudentSpec("convnext", "convnext", 2, (2, 2, 2))
+    raise ValueError(f"unknown student family {family!r}: use auto, resnet or convnext")
+
+
+class RD(nn.Module):
+    """Reverse Distillation: ``forward(x) -> (teacher_feats, student_feats)``."""
+
+    def __init__(self, teacher: Teacher, spec: RDSpec) -> None:
+        super().__init__()
+        assert spec.student is not None
+        s = spec.student
+        self.spec = spec
+        self.teacher = teacher
+        channels = teacher.channels
+        self.bottleneck = OCBE(channels, block=s.block, depth=s.oce_depth, base_width=s.base_width)
+        if s.family == "resnet":
+            block = "basic" if s.block == "basic" else "bottleneck"
+            self.decoder: nn.Module = DeResNet(channels, block=block, depths=s.decoder_depths,
+                                               base_width=s.base_width)
+        else:
+            self.decoder = DeConvNeXt(channels, depths=s.decoder_depths)
+
+    def student(self, teacher_feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The trainable part, separately callable so cached teacher features can be fed in."""
+        return self.decoder(self.bottleneck(teacher_feats))
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        t = self.teacher(x)
+        return t, self.student(t)
+
+    def student_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
+
+def build_rd(backbone: str, weights: str = "none", *, student: str = "auto",
+             projection: bool | Sequence[int] = False) -> RD:
+    """Build an RD network around a frozen timm ``backbone``.
+
+    ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.models.weights``).
+    ``student``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``
+    or ``convnext``. ``projection``: True (or a channel triple) adds the frozen 1x1 projection
+    to ResNet-18 channels (64/128/256) and a ResNet-18 student.
+    Seed torch before calling for a reproducible random initialisation.
+    """
+    check_backbone_name(backbone)
+    with torch.device("meta"):
+        info = timm.create_model(backbone.split(".")[0], pretrained=False, features_only=True).feature_info
+    indices = rd_out_indices(info.get_dicts())
+    proj: tuple[int, int, int] | None = None
+    if projection:
+        proj = tuple(RESNET18_CHANNELS if projection is True else projection)  # type: ignore[assignment]
+    s_spec = StudentSpec("resnet", "basic", 2, (2, 2, 2)) if proj else derive_student(backbone, student)
+    spec = RDSpec(backbone=backbone, weights=str(weights), projection=proj, student=s_spec)
+    return build_from_spec(spec, out_indices=indices)
+
+
+def build_from_spec(spec: RDSpec, out_indices: Sequence[int] | None = None) -> RD:
+    if out_indices is None:
+        with torch.device("meta"):
+            info = timm.create_model(spec.backbone.split(".")[0], pretrained=False, features_only=True).feature_info
+        out_indices = rd_out_indices(info.get_dicts())
+    backbone = create_backbone(spec.backbone, spec.weights, out_indices=tuple(out_indices))
+    return RD(Teacher(backbone, projection=spec.projection), spec)
+
+
+def count_params(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
