@@ -112,6 +112,13 @@ class RD(nn.Module):
     def student_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
 
+    def load_student_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load bottleneck + decoder weights; every student tensor must be present."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("teacher.")]
+        if missing or unexpected:
+            raise RuntimeError(f"student weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
 
 def build_rd(backbone: str, weights: str = "none", *, student: str = "auto",
              projection: bool | Sequence[int] = False) -> RD:

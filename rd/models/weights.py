@@ -105,6 +105,11 @@ def _check_against(name: str, state: dict[str, torch.Tensor], source: str) -> No
             raise RDError(f"Weights {source} do not fit {name}: tensor {key!r} has shape "
                           f"{tuple(state[key].shape)}, the model expects {tuple(tensor.shape)} (first mismatch).",
                           f"use a checkpoint saved from timm's {name}, or the matching backbone name.")
+    for key in state:
+        if key not in reference and not key.endswith("num_batches_tracked"):
+            raise RDError(f"Weights {source} do not fit {name}: the file has tensor {key!r}, which {name} "
+                          "does not (first mismatch).",
+                          f"use a checkpoint saved from timm's {name}, or the matching backbone name.")
 
 
 def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> nn.Module:

@@ -1,0 +1,167 @@
+"""Evaluate one trained run: anomaly maps, metrics, per-image scores, curves, failure cases.
+
+Outputs (atomic, ``metrics.json`` last so its presence means the rest is there):
+``scores.csv``, ``curves.json``, ``failure_cases.npz`` (a bounded number of maps: the top-k
+missed defects and the top-k false alarms at the run's image-level F1max threshold) and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rd import io, metrics
+from rd.anomaly_map import anomaly_maps
+from rd.errors import RDError
+from rd.models import RD, RDSpec
+from rd.models.rd import build_from_spec
+
+
+def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
+    """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
+    from rd.train import teacher_fingerprint
+
+    ckpt = io.load_torch(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "rd-model/1":
+        raise RDError(f"{path} is not a model written by `python -m rd train`.", "pass the run's model.pt.")
+    spec = RDSpec.from_dict(ckpt["spec"])
+    stored_teacher = ckpt["teacher"]
+    # A stored teacher replaces the built one, so build it without fetching any weights.
+    build_spec = RDSpec(spec.backbone, "none", spec.projection, spec.student) if stored_teacher else spec
+    model = build_from_spec(build_spec)
+    if stored_teacher:
+        model.teacher.load_state_dict(stored_teacher)
+    model.load_student_state_dict(ckpt["student"])
+    if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
+        raise RDError(f"The teacher rebuilt for {path} ({spec.backbone}, weights={spec.weights}) differs from "
+                      "the one the student was trained against.",
+                      "evaluate with the same weights file/cache as training, or retrain.")
+    model.eval()
+    return model, ckpt["train_config"]
+
+
+@torch.no_grad()
+def predict(model: RD, images: torch.Tensor, image_size: int, device: torch.device | str,
+            batch_size: int = 16) -> np.ndarray:
+    """Smoothed anomaly maps (N, H, W) for normalised images (N, 3, H, W)."""
+    device = torch.device(device)
+    channels_last = device.type == "cuda"
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        t, s = model(x)
+        out.append(anomaly_maps(t, s, image_size))
+    return np.concatenate(out)
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    from rd.data import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    rgb = (images * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def select_failure_cases(test: dict, maps: np.ndarray, scores: np.ndarray, threshold: float, k: int) -> dict[str, np.ndarray]:
+    """The k lowest-scored defects (missed first) and the k highest-scored good images."""
+    labels = test["labels"].numpy()
+    defects = np.flatnonzero(labels == 1)
+    goods = np.flatnonzero(labels == 0)
+    missed = defects[np.argsort(scores[defects], kind="stable")][:k]
+    alarms = goods[np.argsort(-scores[goods], kind="stable")][:k]
+    pick = np.concatenate([missed, alarms]).astype(int)
+    return {
+        "images": _to_uint8(test["images"][pick]),
+        "masks": test["masks"][pick, 0].numpy().astype(bool),
+        "maps": maps[pick].astype(np.float16),
+        "scores": scores[pick].astype(np.float32),
+        "labels": labels[pick].astype(np.int8),
+        "paths": np.array([test["paths"][i] for i in pick], dtype=str),
+        "defect_types": np.array([test["defect_types"][i] for i in pick], dtype=str),
+        "kinds": np.array(["missed_defect"] * len(missed) + ["false_alarm"] * len(alarms), dtype=str),
+        "threshold": np.float64(threshold),
+    }
+
+
+def compute_metrics(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, defect_types: list[str]) -> dict[str, Any]:
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    img_f1, img_thr = metrics.f1_max_threshold(scores, labels)
+    pix_f1, pix_thr = metrics.f1_max_threshold(maps.ravel(), masks.ravel())
+    types = np.array(defect_types)
+    per_type = {
+        t: metrics.image_auroc(scores[(types == t) | (labels == 0)], labels[(types == t) | (labels == 0)])
+        for t in sorted(set(defect_types) - {"good"})
+    }
+    return {
+        "image_auroc": metrics.image_auroc(scores, labels),
+        "pixel_auroc": metrics.pixel_auroc(maps, masks),
+        "aupro": metrics.aupro(maps, masks, fpr_limit=0.3),
+        "image_ap": metrics.average_precision(scores, labels),
+        "pixel_ap": metrics.pixel_average_precision(maps, masks),
+        "image_f1max": img_f1, "image_f1max_threshold": img_thr,
+        "pixel_f1max": pix_f1, "pixel_f1max_threshold": pix_thr,
+        "iou": metrics.iou_at_threshold(maps, masks, pix_thr),
+        "per_defect_image_auroc": per_type,
+    }
+
+
+def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    img_fpr, img_tpr = metrics.roc_points(scores, labels)
+    pix_fpr, pix_tpr = metrics.roc_points(maps.ravel(), masks.ravel())
+    pro_fpr, pro = metrics.pro_curve(maps, masks, fpr_limit=0.3)
+    if len(pro_fpr) > 1000:
+        keep = np.unique(np.linspace(0, len(pro_fpr) - 1, 1000).round().astype(int))
+        pro_fpr, pro = pro_fpr[keep], pro[keep]
+    as_list = lambda a: [round(float(v), 6) for v in a]  # noqa: E731
+    return {"image_roc": {"fpr": as_list(img_fpr), "tpr": as_list(img_tpr)},
+            "pixel_roc": {"fpr": as_list(pix_fpr), "tpr": as_list(pix_tpr)},
+            "pro": {"fpr": as_list(pro_fpr), "pro": as_list(pro)}}
+
+
+def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str, out_dir: str | os.PathLike,
+                 device: str = "auto", threads: int = 1, failure_cases: int = 4) -> dict[str, Any]:
+    from rd.data import load_split, validate_category
+    from rd.devices import resolve_device
+
+    t0 = time.perf_counter()
+    out = io.ensure_writable_dir(out_dir)
+    torch.set_num_threads(max(1, threads))
+    model, cfg = load_model(model_path)
+    validate_category(data_root, category)
+    test = load_split(data_root, category, "test", cfg["image_size"])
+    labels = test["labels"].numpy().astype(int)
+    if labels.min() == labels.max():
+        raise RDError(f"The test set of {data_root}/{category} has only {'defect' if labels[0] else 'good'} images.",
+                      "AUROC needs both good and defective test images.")
+    with resolve_device(device) as lease:
+        model = model.to(lease.device)
+        maps = predict(model, test["images"], cfg["image_size"], lease.device, cfg["batch_size"])
+    masks = test["masks"][:, 0].numpy().astype(bool)
+    scores = maps.reshape(len(maps), -1).max(axis=1)
+    result = compute_metrics(maps, masks, labels, list(test["defect_types"]))
+    result.update({
+        "category": category, "backbone": cfg["backbone"], "setting": cfg["setting_name"],
+        "arm": f"{cfg['backbone']}/{cfg['setting_name']}", "seed": cfg["seed"], "weights": cfg["weights"],
+        "image_size": cfg["image_size"], "n_test": int(len(labels)), "n_anomalous": int(labels.sum()),
+    })
+    io.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]), "defect_type": list(test["defect_types"]),
+                                                   "label": labels, "score": scores}))
+    io.write_json(out / "curves.json", curves(maps, masks, scores, labels))
+    buf = _io.BytesIO()
+    cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
+    np.savez_compressed(buf, **cases)
+    io.write_bytes(out / "failure_cases.npz", buf.getvalue())
+    result["eval_seconds"] = time.perf_counter() - t0
+    io.write_json(out / "metrics.json", result)
+    return result

@@ -1,0 +1,262 @@
+"""Train one RD run: (category, backbone, setting, seed) -> model.pt, history.csv, train.json.
+
+Why it is shaped this way:
+* The teacher is frozen and the paper uses no augmentation, so the teacher's features of the
+  training set never change: they are computed once per run and reused every epoch (the same
+  maths, a large saving). ``feature_cache=False`` recomputes them per step.
+* The training split is decoded once into tensors; epochs only index into them.
+* Data order comes from a generator seeded by (seed, epoch), so a run resumed from its
+  per-epoch checkpoint sees exactly the batches an uninterrupted run would have seen.
+* ``model.pt`` is written last and only when training finished; a NaN/inf loss stops the run
+  with a clear message and no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rd import io
+from rd.errors import RDError
+from rd.loss import cosine_distillation_loss
+from rd.models import RD, build_rd, count_params
+from rd.optim import make_optimizer, make_scheduler
+
+CHECKPOINT = "checkpoint.pt"
+FEATURE_CACHE_LIMIT_BYTES = 4 * 1024**3
+
+
+@dataclass
+class TrainConfig:
+    data_root: str
+    category: str
+    backbone: str
+    weights: str = "none"
+    projection: bool = False
+    student: str = "auto"
+    setting_name: str = "baseline"
+    setting: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 256
+    epochs: int = 200
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 1
+    bf16: bool = False
+    eval_every: int = 0
+    feature_cache: bool = True
+
+    def identity(self) -> str:
+        """Hash of everything that changes the result (not device/threads/cache): resume guard."""
+        keep = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "feature_cache")}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The epoch's shuffled order, reproducible from (seed, epoch) alone."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Batches of ``order``; a trailing batch of one is dropped (BatchNorm cannot train on it)."""
+    out = list(order.split(batch_size))
+    if len(out) > 1 and len(out[-1]) == 1:
+        out.pop()
+    return out
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@torch.no_grad()
+def teacher_features(model: RD, images: torch.Tensor, device: torch.device, batch_size: int,
+                     channels_last: bool) -> list[torch.Tensor]:
+    """Teacher features of every image, computed once (eval mode, no grad)."""
+    chunks: list[list[torch.Tensor]] = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        chunks.append(model.teacher(x))
+    return [torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def feature_bytes(model: RD, n: int, image_size: int) -> int:
+    per_image = sum(c * (image_size // s) ** 2 for c, s in zip(model.teacher.channels, (4, 8, 16)))
+    return 4 * per_image * n
+
+
+def _progress(epoch: int, epochs: int, loss: float, lr: float, elapsed: float) -> None:
+    eta = elapsed / epoch * (epochs - epoch)
+    print(f"epoch {epoch}/{epochs}  loss {loss:.5f}  lr {lr:.2e}  elapsed {elapsed:.1f}s  ETA {eta:.1f}s",
+          file=sys.stderr, flush=True)
+
+
+def _eval_columns(model: RD, test: dict, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    from rd.evaluate import predict
+    from rd.metrics import image_auroc, pixel_auroc
+
+    maps = predict(model, test["images"], cfg.image_size, device, cfg.batch_size)
+    labels = test["labels"].numpy()
+    masks = test["masks"][:, 0].numpy()
+    return {"image_auroc": image_auroc(maps.reshape(len(maps), -1).max(1), labels),
+            "pixel_auroc": pixel_auroc(maps, masks)}
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Train one run into ``out_dir`` (resuming from its checkpoint if one matches)."""
+    from rd.data import load_split, validate_category
+    from rd.devices import resolve_device
+
+    out = io.ensure_writable_dir(out_dir)
+    if cfg.epochs < 1 or cfg.batch_size < 2:
+        raise RDError(f"epochs={cfg.epochs}, batch_size={cfg.batch_size}: need epochs >= 1 and batch_size >= 2.",
+                      "fix epochs/batch_size in the config.")
+    torch.set_num_threads(max(1, cfg.threads))
+    validate_category(cfg.data_root, cfg.category)
+    train_set = load_split(cfg.data_root, cfg.category, "train", cfg.image_size)
+    test_set = load_split(cfg.data_root, cfg.category, "test", cfg.image_size) if cfg.eval_every else None
+    images = train_set["images"]
+    if len(images) < 2:
+        raise RDError(f"Only {len(images)} training image(s) in {cfg.data_root}/{cfg.category}/train/good.",
+                      "RD needs at least two good training images; add more.")
+
+    with resolve_device(cfg.device) as lease:
+        device = torch.device(lease.device)
+        channels_last = device.type == "cuda"
+        if cfg.bf16 and device.type != "cuda":
+            raise RDError("bf16 autocast was requested on the CPU.", "use it with device cuda only.")
+        seed_everything(cfg.seed)
+        model = build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(trainable, cfg.setting)
+        steps_per_epoch = len(batches(torch.arange(len(images)), cfg.batch_size))
+        scheduler = make_scheduler(optimizer, cfg.setting, steps_per_epoch, cfg.epochs)
+
+        history: list[dict[str, Any]] = []
+        start_epoch = 1
+        ckpt_path = out / CHECKPOINT
+        if ckpt_path.exists():
+            ckpt = io.load_torch(ckpt_path)
+            if ckpt.get("identity") == cfg.identity():
+                model.load_student_state_dict(ckpt["student"])
+                optimizer.load_state_dict(ckpt["optimizer"])
+                scheduler.load_state_dict(ckpt["scheduler"])
+                history = ckpt["history"]
+                start_epoch = ckpt["epoch"] + 1
+                print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", file=sys.stderr)
+            else:
+                print(f"ignoring {ckpt_path}: it belongs to a different configuration", file=sys.stderr)
+
+        use_cache = cfg.feature_cache and feature_bytes(model, len(images), cfg.image_size) <= FEATURE_CACHE_LIMIT_BYTES
+        cached = teacher_features(model, images, device, cfg.batch_size, channels_last) if use_cache else None
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else torch.autocast("cpu", enabled=False)
+
+        t_start = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
+        model.train()
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            losses = []
+            for idx in batches(epoch_order(len(images), cfg.seed, epoch), cfg.batch_size):
+                if cached is not None:
+                    feats = [f[idx.to(f.device)] for f in cached]
+                else:
+                    x = images[idx].to(device)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    feats = model.teacher(x)
+                with autocast:
+                    student = model.student(feats)
+                loss = cosine_distillation_loss(feats, student)
+                if not torch.isfinite(loss):
+                    raise RDError(f"Training loss became {loss.item()} at epoch {epoch} "
+                                  f"(lr {scheduler.get_last_lr()[0]:.2e}); no model was written.",
+                                  "lower the learning rate in this setting, or check the input images.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+            row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)),
+                                   "lr": optimizer.param_groups[0]["lr"],
+                                   "seconds": time.perf_counter() - t_epoch,
+                                   "elapsed": time.perf_counter() - t_start}
+            if test_set is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+                model.eval()
+                row.update(_eval_columns(model, test_set, cfg, device))
+                model.train()
+            history.append(row)
+            _progress(epoch, cfg.epochs, row["loss"], row["lr"], row["elapsed"])
+            io.save_torch(ckpt_path, {"identity": cfg.identity(), "epoch": epoch, "history": history,
+                                      "student": model.student_state_dict(),
+                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
+
+        model.eval()
+        summary = {
+            **{k: v for k, v in asdict(cfg).items() if k in ("category", "backbone", "weights", "seed",
+                                                             "image_size", "epochs", "batch_size", "projection")},
+            "setting": cfg.setting_name, "setting_params": cfg.setting,
+            "train_seconds": history[-1]["elapsed"], "peak_mem_mb": peak_memory_mb(device),
+            "device": str(device), "threads": cfg.threads, "final_loss": history[-1]["loss"],
+            "feature_cache": cached is not None, "steps": steps_per_epoch * cfg.epochs,
+            "params": {"teacher": count_params(model.teacher), "bottleneck": count_params(model.bottleneck),
+                       "decoder": count_params(model.decoder),
+                       "student": count_params(model.bottleneck) + count_params(model.decoder)},
+        }
+        columns = ["epoch", "loss", "lr", "seconds", "elapsed", "image_auroc", "pixel_auroc"]
+        io.write_csv(out / "history.csv", pd.DataFrame(history).reindex(columns=columns))
+        io.write_json(out / "train.json", summary)
+        io.save_torch(out / "model.pt", model_checkpoint(model, cfg))
+        ckpt_path.unlink(missing_ok=True)
+    return summary
+
+
+def teacher_fingerprint(model: RD) -> str:
+    """A hash of the teacher's tensors: evaluation refuses a teacher that is not the trained one."""
+    h = hashlib.sha256()
+    for key, t in sorted(model.teacher.state_dict().items()):
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_checkpoint(model: RD, cfg: TrainConfig) -> dict[str, Any]:
+    """Student weights + how to rebuild the teacher.
+
+    Pretrained teachers are rebuilt from their weights and checked by fingerprint; teachers with
+    any random part (random init, projection) are stored, since they exist nowhere else.
+    """
+    random_teacher = cfg.weights == "none" or cfg.projection
+    return {
+        "format": "rd-model/1",
+        "spec": model.spec.to_dict(),
+        "train_config": asdict(cfg),
+        "student": model.student_state_dict(),
+        "teacher": {k: v.cpu() for k, v in model.teacher.state_dict().items()} if random_teacher else None,
+        "teacher_fingerprint": teacher_fingerprint(model),
+    }
