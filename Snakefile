@@ -1,0 +1,43 @@
+# Reverse Distillation backbone benchmark: one Snakemake job per
+# (category, backbone, setting, seed) run, from data to reports/report.html.
+#
+#   snakemake --cores 8                                   # the default config.yaml
+#   snakemake --cores 8 --configfile workflow/configs/mvtec_ad.yaml --config 'dataset={root: /path/to/mvtec}'
+#   snakemake --workflow-profile workflow/profiles/slurm  # on a SLURM cluster
+#
+# Rules call the `rd` command line (`python -m rd <command>`); the library does the work,
+# Snakemake does caching, reruns, scheduling and cluster submission.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.-]+",
+    category=r"[A-Za-z0-9_.-]+",
+    backbone=r"[A-Za-z0-9_.]+",
+    setting=r"[A-Za-z0-9_.-]+",
+    seed=r"[0-9]+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/smoke.smk"
+include: "workflow/rules/complexity.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "reports/report.html",

@@ -1,0 +1,516 @@
+"""The Snakemake workflow: config validation, the DAG per config, rerun behaviour, profiles, lint.
+
+Fast tests dry-run the workflow (``snakemake -n``) in a copy of the repo's workflow files, or run
+it with a stand-in ``rd`` package that parses the real CLI (rd/cli.py) and writes small fake
+outputs, so the plumbing is checked in seconds without training anything. The end-to-end test
+(marked ``slow``) runs the real library on workflow/configs/tiny.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "environment.yml", "workflow"]
+RULES = ["prepare_data", "smoke", "complexity", "train", "evaluate", "aggregate", "stats",
+         "write_config", "report", "all"]
+MVTEC_CATEGORIES = ["bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
+                    "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper"]
+
+
+def _png(width: int = 4, height: int = 4, value: int = 128) -> bytes:
+    """A valid 8-bit grey PNG (no image library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes([value]) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+TINY_PNG = _png()
+
+
+# --------------------------------------------------------------------------- helpers
+def copy_workflow(dest: Path, with_rd: bool = False) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES + (["rd"] if with_rd else []):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def env() -> dict:
+    """The test's interpreter first on PATH: rules call plain `python -m rd`."""
+    e = dict(os.environ)
+    e["PATH"] = str(Path(sys.executable).parent) + os.pathsep + e.get("PATH", "")
+    e["OMP_NUM_THREADS"] = "1"
+    return e
+
+
+def snakemake(cwd: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def dry_run(cwd: Path, *args: str) -> list[tuple[str, dict]]:
+    """Jobs a dry run would execute: (rule, wildcards) per job; the job's resources line is
+    under the key "_resources"."""
+    proc = snakemake(cwd, "-n", *args)
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return []
+    jobs: list[tuple[str, dict]] = []
+    for line in text.splitlines():
+        head = re.fullmatch(r"(?:local)?(?:rule|checkpoint) (\w+):", line.strip())
+        if head:
+            jobs.append((head.group(1), {}))
+            continue
+        wc = re.fullmatch(r"\s+wildcards: (.*)", line)
+        if wc and jobs:
+            jobs[-1][1].update(dict(kv.split("=", 1) for kv in wc.group(1).split(", ")))
+        res = re.fullmatch(r"\s+resources: (.*)", line)
+        if res and jobs:
+            jobs[-1][1]["_resources"] = res.group(1)
+    stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal\s+(\d+)", text, re.S)
+    assert stats, f"no job stats in dry run output:\n{text[-3000:]}"
+    assert int(stats.group(2)) == len(jobs), text[-3000:]
+    return jobs
+
+
+def counts(jobs) -> Counter:
+    return Counter(rule for rule, _ in jobs)
+
+
+def write_config(path: Path, **overrides) -> Path:
+    """A full config file: config.yaml with top-level keys replaced."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg.update(overrides)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+# --------------------------------------------------------------------------- dry runs
+def test_default_config_dag(tmp_path):
+    wd = copy_workflow(tmp_path)
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    n_cat, n_seed, n_arm = len(cfg["dataset"]["categories"]), len(cfg["seeds"]), len(cfg["arms"])
+    assert n_cat >= 2 and n_seed >= 3
+    assert {"resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned"} <= set(cfg["arms"])
+    backbones = {a.split("/")[0] for a in cfg["arms"]}
+    jobs = dry_run(wd)
+    n_runs = n_cat * n_seed * n_arm
+    assert counts(jobs) == Counter(prepare_data=n_cat, smoke=len(backbones), complexity=len(backbones),
+                                   train=n_runs, evaluate=n_runs, aggregate=1, stats=1, write_config=1,
+                                   report=1, all=1)
+    trained = {(w["category"], w["backbone"], w["setting"], w["seed"]) for r, w in jobs if r == "train"}
+    assert len(trained) == n_runs
+    # device auto: no GPU is requested
+    assert all(not re.search(r"\bgpu=[1-9]", w.get("_resources", "")) for _, w in jobs)
+
+
+def test_tiny_config_dag(tmp_path):
+    wd = copy_workflow(tmp_path)
+    jobs = dry_run(wd, "--configfile", "workflow/configs/tiny.yaml")
+    assert counts(jobs) == Counter(prepare_data=1, smoke=2, complexity=2, train=4, evaluate=4,
+                                   aggregate=1, stats=1, write_config=1, report=1, all=1)
+
+
+def make_fake_mvtec(root: Path, categories=MVTEC_CATEGORIES) -> Path:
+    for cat in categories:
+        for rel in ["train/good/000.png", "train/good/001.png", "test/good/000.png",
+                    "test/crack/000.png", "ground_truth/crack/000_mask.png"]:
+            path = root / cat / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(TINY_PNG)
+    return root
+
+
+def test_mvtec_preset_dag(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    root = make_fake_mvtec(tmp_path / "mvtec")
+    jobs = dry_run(wd, "--configfile", "workflow/configs/mvtec_ad.yaml", "--config", f"dataset={{root: {root}}}")
+    preset = yaml.safe_load((REPO / "workflow/configs/mvtec_ad.yaml").read_text())
+    assert preset["image_size"] == 256 and preset["batch_size"] == 16 and preset["epochs"] == 200
+    assert preset["backbones"]["wide_resnet50_2"]["weights"] == "imagenet"
+    n_runs = 15 * len(preset["seeds"]) * len(preset["arms"])
+    assert n_runs == 15 * 3 * 4
+    assert counts(jobs) == Counter(prepare_data=15, smoke=2, complexity=2, train=n_runs, evaluate=n_runs,
+                                   aggregate=1, stats=1, write_config=1, report=1, all=1)
+    assert {w["category"] for r, w in jobs if r == "prepare_data"} == set(MVTEC_CATEGORIES)
+    # on cuda every train/evaluate job requests one GPU (the SLURM executor turns it into --gpus)
+    for rule, info in jobs:
+        if rule in ("train", "evaluate"):
+            assert re.search(r"\bgpu=1\b", info["_resources"]) and "runtime=" in info["_resources"], info
+            assert "mem_mb=" in info["_resources"]
+        elif rule != "complexity":
+            assert not re.search(r"\bgpu=1\b", info.get("_resources", "")), (rule, info)
+    # the user's root is validated, never generated into
+    assert not (wd / "data").exists()
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm"])
+def test_profiles_dry_run(tmp_path, profile):
+    wd = copy_workflow(tmp_path)
+    proc = snakemake(wd, "-n", "--workflow-profile", f"workflow/profiles/{profile}")
+    assert f"workflow/profiles/{profile}" in proc.stdout + proc.stderr
+    assert "This was a dry-run" in proc.stdout + proc.stderr
+    if profile == "slurm":
+        prof = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+        assert prof["executor"] == "slurm" and prof["latency-wait"] >= 30
+        assert {"mem_mb", "runtime"} <= set(prof["default-resources"])
+
+
+def test_lint_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Congratulations, your workflow is in a good condition" in out, out
+
+
+# --------------------------------------------------------------------------- config errors
+BAD_CONFIGS = [
+    (["epochz=3"], "epochz: unknown key. Did you mean 'epochs'?"),
+    (["epochs=three"], "epochs: 'three' is not of type 'integer'"),
+    (["image_size=100"], "image_size: 100 is not a multiple of 16"),
+    (["device=gpu"], "device: 'gpu' does not match"),
+    (["seeds=[]"], "seeds: [] should be non-empty"),
+    (["seeds=[0,0]"], "seeds: [0, 0] has non-unique elements"),
+    (["arms=[resnet19/baseline]", "comparisons=[[resnet19/baseline,resnet19/baseline]]"],
+     "names backbone 'resnet19', which is not defined under `backbones`"),
+    (["arms=[resnet18/tunde]"], "names setting 'tunde', which is not defined under `settings`"),
+    (["arms=[resnet18/baseline,convnext_pico/baseline]"], "'convnext_pico/tuned' is not one of the arms"),
+    (["arms=[resnet18-baseline]"], "arms[0]: 'resnet18-baseline' does not match"),
+    (["settings={baseline: {optimizer: adamm, lr: 0.1}}"], "settings.baseline.optimizer: 'adamm' is not one of"),
+    (["dataset={name: mvtec, root: no/such/folder}"], "dataset.root: folder 'no/such/folder' does not exist"),
+    (["backbones={resnet18: {weights: missing.pth}}"], "backbones.resnet18.weights: file 'missing.pth' does not exist"),
+]
+
+
+def check_config_in_process(overrides: dict, cwd: Path) -> dict:
+    """Run workflow/rules/common.smk (plain Python: helpers and checks only) on config.yaml with
+    ``overrides`` deep-merged the way `--config` merges; returns the validated config."""
+    from types import SimpleNamespace
+
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(cfg, overrides)
+    class OutsideSnakemake(SimpleNamespace):  # falsy: snakemake.utils.validate reads the schema path itself
+        def __bool__(self):
+            return False
+
+    workflow = OutsideSnakemake(current_basedir=str(REPO / "workflow" / "rules"))
+    namespace = {"config": cfg, "workflow": workflow}
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        exec(compile((REPO / "workflow/rules/common.smk").read_text(), "common.smk", "exec"), namespace)
+    finally:
+        os.chdir(old)
+    return namespace["config"]
+
+
+BAD_CONFIGS = [
+    ({"epochz": 3}, "epochz: unknown key. Did you mean 'epochs'?"),
+    ({"dataset": {"rooot": "x"}}, "dataset.rooot: unknown key. Did you mean 'root'?"),
+    ({"epochs": "three"}, "epochs: 'three' is not of type 'integer'"),
+    ({"image_size": 100}, "image_size: 100 is not a multiple of 16"),
+    ({"device": "gpu"}, "device: 'gpu' does not match"),
+    ({"seeds": []}, "seeds: [] should be non-empty"),
+    ({"seeds": ["0", "0"]}, "seeds: [0, 0] has non-unique elements"),
+    ({"comparisons": []}, "comparisons: [] should be non-empty"),
+    ({"arms": ["resnet19/baseline"], "comparisons": [["resnet19/baseline", "resnet18/baseline"]]},
+     "names backbone 'resnet19', which is not defined under `backbones`"),
+    ({"arms": ["resnet18/tunde"]}, "names setting 'tunde', which is not defined under `settings`"),
+    ({"arms": ["resnet18/baseline", "convnext_pico/baseline"]}, "'convnext_pico/tuned' is not one of the arms"),
+    ({"comparisons": [["resnet18/baseline", "resnet18/baseline"]]}, "compares 'resnet18/baseline' with itself"),
+    ({"arms": ["resnet18-baseline"]}, "arms[0]: 'resnet18-baseline' does not match"),
+    ({"settings": {"baseline": {"optimizer": "adamm"}}}, "settings.baseline.optimizer: 'adamm' is not one of"),
+    ({"settings": {"fast": {"optimizer": "adam"}}}, "settings.fast: 'lr' is a required property"),
+    ({"backbones": {"resnet18": {"weigths": "none"}}}, "backbones.resnet18.weigths: unknown key. Did you mean 'weights'?"),
+    ({"dataset": {"name": "mvtec", "root": "no/such/folder"}}, "dataset.root: folder 'no/such/folder' does not exist"),
+    ({"backbones": {"resnet18": {"weights": "missing.pth"}}}, "backbones.resnet18.weights: file 'missing.pth' does not exist"),
+]
+
+
+@pytest.mark.parametrize("overrides,expected", BAD_CONFIGS, ids=[f"{next(iter(c[0]))}{i}" for i, c in enumerate(BAD_CONFIGS)])
+def test_bad_config_is_named_with_a_fix(tmp_path, overrides, expected):
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError) as info:
+        check_config_in_process(overrides, tmp_path)
+    message = str(info.value)
+    assert message.startswith("Invalid configuration (nothing was run):"), message
+    assert expected in message, message
+    assert "Fix:" in message
+
+
+def test_config_defaults_and_string_coercion(tmp_path):
+    """Schema defaults are filled in; `--config` strings become the numbers the schema asks for."""
+    cfg = check_config_in_process({"seeds": ["3", "4"], "settings": {"tuned": {"lr": "2e-3"}},
+                                   "resources": {"train": {"mem_mb": "9000"}}}, tmp_path)
+    assert cfg["seeds"] == [3, 4] and cfg["settings"]["tuned"]["lr"] == 0.002
+    assert cfg["resources"]["train"] == {"mem_mb": 9000}
+    assert cfg["backbones"]["resnet18"]["projection"] is False  # default from the schema
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["epochz=3"], "epochz: unknown key. Did you mean 'epochs'?"),
+    (["seeds=[0,0]"], "seeds: [0, 0] has non-unique elements"),
+    (["arms=[resnet18/baseline,convnext_pico/baseline]"], "'convnext_pico/tuned' is not one of the arms"),
+])
+def test_bad_config_stops_snakemake_before_any_job(tmp_path, overrides, expected):
+    wd = copy_workflow(tmp_path)
+    proc = snakemake(wd, "--config", *overrides, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Invalid configuration (nothing was run)" in out and expected in out, out
+    assert "Traceback" not in out and "Fix:" in out
+    assert not (wd / "results").exists() and not (wd / "logs").exists()
+
+
+def test_mvtec_missing_category_is_named(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    root = make_fake_mvtec(tmp_path / "mvtec", categories=MVTEC_CATEGORIES[:-1])
+    proc = snakemake(wd, "-n", "--configfile", "workflow/configs/mvtec_ad.yaml",
+                     "--config", f"dataset={{root: {root}}}", check=False)
+    assert proc.returncode != 0
+    assert "dataset.categories: zipper not found under" in proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- plumbing with a stand-in rd
+STUB_MAIN = textwrap.dedent('''
+    """Stand-in for `python -m rd`: parses argv with the real rd/cli.py parser, writes fake outputs."""
+    import csv, json, os, sys
+    from pathlib import Path
+    from rd.cli import build_parser
+
+    PNG = bytes.fromhex("%s")
+
+    def dump(path, obj):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(obj))
+
+    a = build_parser().parse_args()
+    c = a.command
+    if c == "prepare-data":
+        if a.dataset == "textures":
+            img = Path(a.root) / a.category / "train" / "good" / "000.png"
+            img.parent.mkdir(parents=True, exist_ok=True)
+            img.write_bytes(PNG)
+        dump(a.out, {"dataset": a.dataset, "root": a.root, "category": a.category, "n_train": 1})
+    elif c == "smoke":
+        dump(a.out, {"backbone": a.backbone, "ok": True, "sizes": a.image_sizes})
+    elif c == "complexity":
+        dump(a.out, {"backbone": a.backbone, "image_size": a.image_size, "threads": a.threads})
+    elif c == "train":
+        out = Path(a.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.pt").write_bytes(b"fake")
+        (out / "history.csv").write_text("epoch,loss,lr,seconds,elapsed\\n1,0.5,0.1,1,1\\n")
+        dump(out / "train.json", {"category": a.category, "backbone": a.backbone, "setting": a.setting_name,
+                                  "seed": a.seed, "setting_params": a.setting, "epochs": a.epochs,
+                                  "image_size": a.image_size, "threads": a.threads, "device": a.device})
+    elif c == "evaluate":
+        out = Path(a.out_dir)
+        assert (Path(a.model)).is_file()
+        dump(out / "metrics.json", {"image_auroc": 0.75, "pixel_auroc": 0.8, "aupro": 0.5})
+        (out / "scores.csv").write_text("path,defect_type,label,score\\n")
+        dump(out / "curves.json", {})
+        (out / "failure_cases.npz").write_bytes(b"fake")
+    elif c == "aggregate":
+        assert all(Path(b).is_file() for b in a.benchmarks), a.benchmarks
+        with open(a.out, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["run_dir", "image_auroc"])
+            for r in a.runs:
+                w.writerow([r, json.loads((Path(r) / "metrics.json").read_text())["image_auroc"]])
+    elif c == "stats":
+        Path(a.out).write_text("comparison,arm_a,arm_b\\n" + "".join(f"c,{x},{y}\\n" for x, y in a.comparison))
+    elif c == "report":
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text("<html><body>fake report</body></html>")
+        os.makedirs(a.figures_dir, exist_ok=True)
+        Path(a.figures_dir, "metrics.png").write_bytes(PNG)
+    print("stub", c, "ok")
+''') % TINY_PNG.hex()
+
+
+def install_stub_rd(wd: Path) -> None:
+    pkg = wd / "rd"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    shutil.copy2(REPO / "rd" / "cli.py", pkg / "cli.py")
+    shutil.copy2(REPO / "rd" / "errors.py", pkg / "errors.py")
+    (pkg / "__main__.py").write_text(STUB_MAIN)
+
+
+@pytest.fixture(scope="module")
+def stub_run(tmp_path_factory):
+    """A finished run of a small config (2 categories, 2 seeds, 3 arms incl. tuned) with the stand-in rd."""
+    wd = copy_workflow(tmp_path_factory.mktemp("stubwf"))
+    install_stub_rd(wd)
+    write_config(wd / "base.yaml",
+                 dataset={"name": "textures", "root": "data/textures", "categories": ["brick", "grass"]},
+                 seeds=[0, 1],
+                 arms=["resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned"],
+                 comparisons=[["resnet18/baseline", "convnext_pico/baseline"],
+                              ["convnext_pico/baseline", "convnext_pico/tuned"]])
+    snakemake(wd, "--configfile", "base.yaml")
+    return wd
+
+
+def test_stub_run_writes_every_output(stub_run):
+    wd = stub_run
+    runs = [f"results/runs/textures/{c}/{a}/seed{s}" for c in ["brick", "grass"]
+            for a in ["resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned"] for s in [0, 1]]
+    expected = ["results/data/textures/brick.json", "results/data/textures/grass.json",
+                "data/textures/brick", "data/textures/grass",
+                "results/smoke/resnet18.json", "results/smoke/convnext_pico.json",
+                "results/complexity/resnet18.json", "results/complexity/convnext_pico.json",
+                "results/summary.csv", "results/stats.csv", "results/config.json",
+                "reports/report.html", "reports/figures/metrics.png"]
+    for run in runs:
+        expected += [f"{run}/{f}" for f in ["model.pt", "history.csv", "train.json", "metrics.json",
+                                            "scores.csv", "curves.json", "failure_cases.npz"]]
+        rid = run.removeprefix("results/runs/")
+        expected += [f"results/benchmarks/train/{rid}.tsv", f"results/benchmarks/evaluate/{rid}.tsv",
+                     f"logs/train/{rid}.log", f"logs/evaluate/{rid}.log"]
+    missing = [p for p in expected if not (wd / p).exists()]
+    assert not missing, missing
+    # the train job got the setting as JSON and the config's values
+    info = json.loads((wd / runs[-1] / "train.json").read_text())
+    assert info["setting"] == "tuned" and info["setting_params"]["optimizer"] == "adamw"
+    assert info["threads"] == 1 and info["device"] == "auto"
+    # the resolved config carries the schema defaults
+    resolved = json.loads((wd / "results/config.json").read_text())
+    assert resolved["resources"]["train"]["mem_mb"] > 0 and resolved["smoke"]["image_sizes"] == [resolved["image_size"]]
+    summary = (wd / "results/summary.csv").read_text().strip().splitlines()
+    assert len(summary) == 1 + len(runs)
+    assert "convnext_pico/tuned" in (wd / "results/stats.csv").read_text()
+
+
+def test_rerun_with_nothing_changed_does_nothing(stub_run):
+    assert dry_run(stub_run, "--configfile", "base.yaml") == []
+
+
+def _changed_config(wd: Path, name: str, setting: str, lr: float) -> str:
+    cfg = yaml.safe_load((wd / "base.yaml").read_text())
+    cfg["settings"][setting]["lr"] = lr
+    (wd / name).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return name
+
+
+@pytest.mark.parametrize("setting,arms", [("tuned", {"convnext_pico/tuned"}),
+                                          ("baseline", {"resnet18/baseline", "convnext_pico/baseline"})])
+def test_changing_one_setting_reruns_only_its_runs(stub_run, setting, arms):
+    name = _changed_config(stub_run, f"changed_{setting}.yaml", setting, 0.0123)
+    jobs = dry_run(stub_run, "--configfile", name)
+    n = 2 * 2 * len(arms)  # categories x seeds x arms using that setting
+    assert counts(jobs) == Counter(train=n, evaluate=n, aggregate=1, stats=1, write_config=1, report=1, all=1)
+    rerun_arms = {f"{w['backbone']}/{w['setting']}" for r, w in jobs if r in ("train", "evaluate")}
+    assert rerun_arms == arms
+
+
+def test_changing_epochs_reruns_every_run_but_not_smoke(stub_run):
+    write_config(stub_run / "epochs.yaml", **{**yaml.safe_load((stub_run / "base.yaml").read_text()), "epochs": 7})
+    c = counts(dry_run(stub_run, "--configfile", "epochs.yaml"))
+    assert c["train"] == 12 and c["evaluate"] == 12 and c["smoke"] == 0 and c["prepare_data"] == 0
+
+
+def test_snakemake_report_collects_marked_outputs(stub_run):
+    snakemake(stub_run, "--configfile", "base.yaml", "--report", "sm_report.zip")
+    assert (stub_run / "sm_report.zip").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- environment.yml vs pyproject
+def _norm(req: str) -> tuple[str, str]:
+    m = re.fullmatch(r"\s*([A-Za-z0-9_.\-\[\]]+)\s*(.*?)\s*", req)
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    env_yml = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda = [d for d in env_yml["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env_yml["dependencies"] if isinstance(d, dict))
+    assert any(re.fullmatch(r"python=3\.11(\.\*)?", d) for d in conda), conda
+    assert "pip" in conda
+    wanted = dict(_norm(r) for r in project["dependencies"] + project["optional-dependencies"]["test"])
+    have = dict(_norm(r) for r in pip)
+    assert have == wanted, {"only in environment.yml": sorted(set(have.items()) - set(wanted.items())),
+                            "only in pyproject.toml": sorted(set(wanted.items()) - set(have.items()))}
+    # python 3.11 satisfies requires-python
+    assert re.fullmatch(r">=3\.(10|11)", project["requires-python"])
+
+
+# --------------------------------------------------------------------------- end to end (real library)
+@pytest.mark.slow
+def test_end_to_end_tiny(tmp_path):
+    for module in ["rd.data", "rd.smoke", "rd.complexity", "rd.train", "rd.evaluate", "rd.aggregate",
+                   "rd.stats", "rd.report"]:
+        pytest.importorskip(module, reason=f"{module} not in the repo yet")
+    import pandas as pd
+
+    wd = copy_workflow(tmp_path, with_rd=True)
+    tiny = yaml.safe_load((REPO / "workflow/configs/tiny.yaml").read_text())
+    snakemake(wd, "--configfile", "workflow/configs/tiny.yaml", timeout=1500)
+
+    cats, seeds, arms = tiny["dataset"]["categories"], tiny["seeds"], tiny["arms"]
+    runs = [wd / f"results/runs/textures/{c}/{a}/seed{s}" for c in cats for a in arms for s in seeds]
+    for run in runs:
+        for name in ["model.pt", "history.csv", "train.json", "metrics.json", "scores.csv", "curves.json",
+                     "failure_cases.npz"]:
+            assert (run / name).is_file(), run / name
+        metrics = json.loads((run / "metrics.json").read_text())
+        for key in ["image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "image_f1max", "pixel_f1max"]:
+            assert 0.0 <= metrics[key] <= 1.0, (run, key, metrics[key])
+        history = pd.read_csv(run / "history.csv")
+        assert len(history) == tiny["epochs"] and history["loss"].notna().all()
+        info = json.loads((run / "train.json").read_text())
+        assert info["epochs"] == tiny["epochs"] and info["image_size"] == tiny["image_size"]
+    for backbone in {a.split("/")[0] for a in arms}:
+        smoke = json.loads((wd / f"results/smoke/{backbone}.json").read_text())
+        assert smoke["ok"] is True
+        cx = json.loads((wd / f"results/complexity/{backbone}.json").read_text())
+        assert cx["gflops"]["total"] > 0 and cx["params"]["total"] > 0
+    for cat in cats:
+        manifest = json.loads((wd / f"results/data/textures/{cat}.json").read_text())
+        assert manifest["n_train"] > 0 and manifest["n_test_defect"] > 0
+
+    summary = pd.read_csv(wd / "results/summary.csv")
+    assert len(summary) == len(runs)
+    assert set(summary["arm"]) == set(arms) and set(summary["seed"]) == set(seeds)
+    assert summary["image_auroc"].between(0, 1).all() and (summary["train_seconds"] > 0).all()
+    assert (summary["bench_train_s"] > 0).all()
+    stats = pd.read_csv(wd / "results/stats.csv")
+    assert len(stats) > 0 and set(stats["arm_a"]) | set(stats["arm_b"]) <= set(arms)
+    html = (wd / "reports/report.html").read_text()
+    assert len(html) > 1000 and "resnet18" in html
+    assert json.loads((wd / "results/config.json").read_text())["epochs"] == tiny["epochs"]
+    # rerun with nothing changed: nothing to do
+    assert dry_run(wd, "--configfile", "workflow/configs/tiny.yaml") == []

@@ -1,0 +1,24 @@
+# Protocol step 2: every backbone builds its RD model and passes the shape/parameter check
+# before any of its training jobs may start (train takes this file as input).
+
+
+rule smoke:
+    input:
+        weights=weights_input,
+    output:
+        "results/smoke/{backbone}.json",
+    params:
+        weights=backbone_weights,
+        projection=projection_flag,
+        sizes=smoke_sizes(),
+    log:
+        "logs/smoke/{backbone}.log",
+    threads: 1
+    resources:
+        mem_mb=resource("smoke", "mem_mb"),
+        runtime=resource("smoke", "runtime"),
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m rd smoke --backbone {wildcards.backbone} --weights {params.weights:q}"
+        " --image-sizes {params.sizes} {params.projection} --out {output:q} > {log:q} 2>&1"
