@@ -274,6 +274,45 @@ def test_config_defaults_and_string_coercion(tmp_path):
     assert cfg["seeds"] == [3, 4] and cfg["settings"]["tuned"]["lr"] == 0.002
     assert cfg["resources"]["train"] == {"mem_mb": 9000}
     assert cfg["backbones"]["resnet18"]["projection"] is False  # default from the schema
+    cfg = check_config_in_process({"dataset": {"generate": {"n_train": "40", "size": "null"}}}, tmp_path)
+    assert cfg["dataset"]["generate"] == {"n_train": 40, "size": None, "n_test_good": None, "n_per_defect": None}
+
+
+def _schema_properties(schema, node=None, prefix=""):
+    """(dotted key, subschema) for every property in the schema, $refs followed."""
+    node = schema if node is None else node
+    if "$ref" in node:
+        target = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    for name, sub in node.get("properties", {}).items():
+        key = f"{prefix}.{name}" if prefix else name
+        yield key, sub
+        yield from _schema_properties(schema, sub, key)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        yield from _schema_properties(schema, extra, f"{prefix}.<name>")
+
+
+def test_every_config_key_is_described():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    undocumented = [key for key, sub in _schema_properties(schema)
+                    if not (sub.get("description") or "$ref" in sub)]
+    assert not undocumented, undocumented
+    # the default config sets only keys the schema knows, and config.yaml itself is valid
+    assert set(yaml.safe_load((REPO / "config.yaml").read_text())) <= set(schema["properties"])
+
+
+def test_readme_documents_every_config_key():
+    readme = REPO / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    if "## Configuration reference" not in text:
+        pytest.skip("README.md has no '## Configuration reference' section yet")
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    names = {key.split(".")[-1] for key, _ in _schema_properties(schema)} - {"<name>"}
+    missing = sorted(name for name in names if name not in text)
+    assert not missing, f"config keys not in README.md: {missing}"
 
 
 @pytest.mark.parametrize("overrides,expected", [
@@ -405,6 +444,10 @@ def test_stub_run_writes_every_output(stub_run):
     assert info["setting"] == "tuned" and info["setting_params"]["optimizer"] == "adamw"
     assert info["threads"] == 1 and info["device"] == "auto"
     # the resolved config carries the schema defaults
+    mode = (wd / "results/config.json").stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask, oct(mode)
     resolved = json.loads((wd / "results/config.json").read_text())
     assert resolved["resources"]["train"]["mem_mb"] > 0 and resolved["smoke"]["image_sizes"] == [resolved["image_size"]]
     summary = (wd / "results/summary.csv").read_text().strip().splitlines()

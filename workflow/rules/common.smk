@@ -116,13 +116,16 @@ def _coerce(value, schema, root):
             target = target[part]
         schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
     kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
     if isinstance(value, str):
         text = value.strip()
-        if kind == "integer" and re.fullmatch(r"[+-]?[0-9]+", text):
+        if "null" in kinds and text.lower() in ("null", "none", "~"):
+            return None
+        if "integer" in kinds and re.fullmatch(r"[+-]?[0-9]+", text):
             return int(text)
-        if kind == "number" and re.fullmatch(r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?", text):
+        if "number" in kinds and re.fullmatch(r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?", text):
             return float(text)
-        if kind == "boolean" and text.lower() in ("true", "false"):
+        if "boolean" in kinds and text.lower() in ("true", "false"):
             return text.lower() == "true"
         return value
     if isinstance(value, dict):
@@ -234,6 +237,14 @@ def smoke_sizes():
     return " ".join(str(s) for s in (config["smoke"]["image_sizes"] or [config["image_size"]]))
 
 
+def generate_flags():
+    """Embedded-dataset size options as prepare-data flags (only those set; textures only)."""
+    if not GENERATED:
+        return ""
+    gen = config["dataset"]["generate"]
+    return " ".join(f"--{key.replace('_', '-')} {int(gen[key])}" for key in sorted(gen) if gen[key] is not None)
+
+
 def train_flags():
     """Boolean train options as CLI flags (a params value, so a change reruns training)."""
     flags = []
@@ -263,6 +274,9 @@ def write_text_atomic(path, text):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -12,6 +12,7 @@ rule prepare_data:
         dataset=DATASET,
         root=lambda wildcards: ROOT,
         seed=config["dataset"]["seed"],
+        generate=generate_flags(),
     log:
         f"logs/prepare_data/{DATASET}/{{category}}.log",
     threads: 1
@@ -22,5 +23,6 @@ rule prepare_data:
         "../../environment.yml"
     shell:
         "python -m rd prepare-data --dataset {params.dataset} --root {params.root:q}"
-        " --category {wildcards.category} --seed {params.seed} --out {output.manifest:q}"
+        " --category {wildcards.category} --seed {params.seed} {params.generate}"
+        " --out {output.manifest:q}"
         " > {log:q} 2>&1"
