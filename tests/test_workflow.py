@@ -554,6 +554,7 @@ def test_end_to_end_tiny(tmp_path):
     assert len(stats) > 0 and set(stats["arm_a"]) | set(stats["arm_b"]) <= set(arms)
     html = (wd / "reports/report.html").read_text()
     assert len(html) > 1000 and "resnet18" in html
+    assert list((wd / "reports/figures").glob("*.png")), "report() figures for snakemake --report"
     assert json.loads((wd / "results/config.json").read_text())["epochs"] == tiny["epochs"]
     # rerun with nothing changed: nothing to do
     assert dry_run(wd, "--configfile", "workflow/configs/tiny.yaml") == []
