@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from typing import Callable, Sequence
 
 from rd.errors import RDError
@@ -196,8 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        warnings.formatwarning = _one_line_warning
     try:
         COMMANDS[args.command][2](args)
     except RDError as exc:

@@ -21,31 +21,26 @@ import torch
 from rd import io, metrics
 from rd.anomaly_map import anomaly_maps
 from rd.errors import RDError
-from rd.models import RD, RDSpec
-from rd.models.rd import build_from_spec
+from rd.models import RD
 
 
 def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
     """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
-    from rd.train import teacher_fingerprint
+    from rd.train import TrainConfig, build_seeded, teacher_fingerprint
 
     ckpt = io.load_torch(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != "rd-model/1":
         raise RDError(f"{path} is not a model written by `python -m rd train`.", "pass the run's model.pt.")
-    spec = RDSpec.from_dict(ckpt["spec"])
-    stored_teacher = ckpt["teacher"]
-    # A stored teacher replaces the built one, so build it without fetching any weights.
-    build_spec = RDSpec(spec.backbone, "none", spec.projection, spec.student) if stored_teacher else spec
-    model = build_from_spec(build_spec)
-    if stored_teacher:
-        model.teacher.load_state_dict(stored_teacher)
+    cfg = ckpt["train_config"]
+    model = build_seeded(TrainConfig(**cfg))
     model.load_student_state_dict(ckpt["student"])
     if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
-        raise RDError(f"The teacher rebuilt for {path} ({spec.backbone}, weights={spec.weights}) differs from "
-                      "the one the student was trained against.",
-                      "evaluate with the same weights file/cache as training, or retrain.")
+        raise RDError(f"The teacher rebuilt for {path} ({cfg['backbone']}, weights={cfg['weights']}, "
+                      f"seed {cfg['seed']}) differs from the one the student was trained against.",
+                      "evaluate with the same weights file/cache and the same torch/timm versions as "
+                      "training, or retrain.")
     model.eval()
-    return model, ckpt["train_config"]
+    return model, cfg
 
 
 @torch.no_grad()
@@ -131,14 +126,13 @@ def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.n
 
 def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str, out_dir: str | os.PathLike,
                  device: str = "auto", threads: int = 1, failure_cases: int = 4) -> dict[str, Any]:
-    from rd.data import load_split, validate_category
+    from rd.data import load_split
     from rd.devices import resolve_device
 
     t0 = time.perf_counter()
     out = io.ensure_writable_dir(out_dir)
     torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
-    validate_category(data_root, category)
     test = load_split(data_root, category, "test", cfg["image_size"])
     labels = test["labels"].numpy().astype(int)
     if labels.min() == labels.max():
@@ -149,7 +143,11 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
         maps = predict(model, test["images"], cfg["image_size"], lease.device, cfg["batch_size"])
     masks = test["masks"][:, 0].numpy().astype(bool)
     scores = maps.reshape(len(maps), -1).max(axis=1)
-    result = compute_metrics(maps, masks, labels, list(test["defect_types"]))
+    try:
+        result = compute_metrics(maps, masks, labels, list(test["defect_types"]))
+    except ValueError as exc:  # degenerate test data: no defect pixel, NaN maps, ...
+        raise RDError(f"Cannot compute metrics for {data_root}/{category}: {exc}.",
+                      "check the test set and its ground-truth masks.") from exc
     result.update({
         "category": category, "backbone": cfg["backbone"], "setting": cfg["setting_name"],
         "arm": f"{cfg['backbone']}/{cfg['setting_name']}", "seed": cfg["seed"], "weights": cfg["weights"],

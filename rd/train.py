@@ -71,6 +71,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def build_seeded(cfg: TrainConfig) -> RD:
+    """The run's network, initialised from its seed (teacher included when it is random).
+
+    Evaluation calls this too: a random-init teacher is rebuilt, not stored, and checked by
+    fingerprint against the one training used.
+    """
+    seed_everything(cfg.seed)
+    return build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The epoch's shuffled order, reproducible from (seed, epoch) alone."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -128,7 +138,7 @@ def _eval_columns(model: RD, test: dict, cfg: TrainConfig, device: torch.device)
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Train one run into ``out_dir`` (resuming from its checkpoint if one matches)."""
-    from rd.data import load_split, validate_category
+    from rd.data import load_split
     from rd.devices import resolve_device
 
     out = io.ensure_writable_dir(out_dir)
@@ -136,7 +146,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
         raise RDError(f"epochs={cfg.epochs}, batch_size={cfg.batch_size}: need epochs >= 1 and batch_size >= 2.",
                       "fix epochs/batch_size in the config.")
     torch.set_num_threads(max(1, cfg.threads))
-    validate_category(cfg.data_root, cfg.category)
     train_set = load_split(cfg.data_root, cfg.category, "train", cfg.image_size)
     test_set = load_split(cfg.data_root, cfg.category, "test", cfg.image_size) if cfg.eval_every else None
     images = train_set["images"]
@@ -149,8 +158,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
         channels_last = device.type == "cuda"
         if cfg.bf16 and device.type != "cuda":
             raise RDError("bf16 autocast was requested on the CPU.", "use it with device cuda only.")
-        seed_everything(cfg.seed)
-        model = build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection).to(device)
+        model = build_seeded(cfg).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         trainable = [p for p in model.parameters() if p.requires_grad]
@@ -246,17 +254,15 @@ def teacher_fingerprint(model: RD) -> str:
 
 
 def model_checkpoint(model: RD, cfg: TrainConfig) -> dict[str, Any]:
-    """Student weights + how to rebuild the teacher.
+    """Student weights + how to rebuild the teacher (config, seed) + the teacher's fingerprint.
 
-    Pretrained teachers are rebuilt from their weights and checked by fingerprint; teachers with
-    any random part (random init, projection) are stored, since they exist nowhere else.
+    The teacher is not stored: pretrained ones come from their weights, random ones from the
+    seed, and the fingerprint proves the rebuilt teacher is the one the student learnt from.
     """
-    random_teacher = cfg.weights == "none" or cfg.projection
     return {
         "format": "rd-model/1",
         "spec": model.spec.to_dict(),
         "train_config": asdict(cfg),
         "student": model.student_state_dict(),
-        "teacher": {k: v.cpu() for k, v in model.teacher.state_dict().items()} if random_teacher else None,
         "teacher_fingerprint": teacher_fingerprint(model),
     }

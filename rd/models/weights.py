@@ -112,6 +112,23 @@ def _check_against(name: str, state: dict[str, torch.Tensor], source: str) -> No
                           f"use a checkpoint saved from timm's {name}, or the matching backbone name.")
 
 
+def _create_quietly(name: str, **kwargs: Any) -> nn.Module:
+    """timm.create_model, without timm's notice about head tensors a feature extractor drops.
+
+    The weights were already checked against the full architecture (or mapped by us), so the
+    only "unexpected keys" left are the classifier head's.
+    """
+    import logging
+
+    logger = logging.getLogger("timm.models._builder")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return timm.create_model(name, **kwargs)
+    finally:
+        logger.setLevel(level)
+
+
 def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> nn.Module:
     """``timm.create_model(name, features_only=True, ...)`` with the requested weights.
 
@@ -130,7 +147,7 @@ def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> nn.Modul
             with torch.device("meta"):
                 shape_model = timm.create_model(base, pretrained=False)
             state = _efficientnet_lite0_state_dict(shape_model)
-            return timm.create_model(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+            return _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
         tagged = name if "." in name else f"{name}.{IMAGENET_TAGS[base]}" if base in IMAGENET_TAGS else name
         try:
             return timm.create_model(tagged, pretrained=True, **kwargs)
@@ -153,4 +170,4 @@ def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> nn.Modul
     state = _read_weights_file(path)
     _check_against(base, state, str(path))
     # timm's local-file mechanism, fed the tensors we already read safely.
-    return timm.create_model(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+    return _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
