@@ -36,13 +36,19 @@ def _add_prepare_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", required=True, help="dataset root (MVTec AD layout)")
     p.add_argument("--category", required=True)
     p.add_argument("--seed", type=int, default=0, help="generation seed (textures only)")
+    p.add_argument("--n-train", type=int, help="textures: good training crops (default 100)")
+    p.add_argument("--n-test-good", type=int, help="textures: good test crops (default 20)")
+    p.add_argument("--n-per-defect", type=int, help="textures: test crops per defect type (default 10)")
+    p.add_argument("--size", type=int, help="textures: crop size in pixels (default 128)")
     p.add_argument("--out", required=True, help="manifest JSON (file list hash, counts)")
 
 
 def _run_prepare_data(a: argparse.Namespace) -> None:
     from rd.data import prepare_category
 
-    prepare_category(a.dataset, a.root, a.category, seed=a.seed, manifest_path=a.out)
+    options = {k: getattr(a, k) for k in ("n_train", "n_test_good", "n_per_defect", "size")
+               if getattr(a, k) is not None}
+    prepare_category(a.dataset, a.root, a.category, seed=a.seed, manifest_path=a.out, generate_options=options)
 
 
 # --------------------------------------------------------------------------- smoke
@@ -149,8 +155,8 @@ def _run_aggregate(a: argparse.Namespace) -> None:
 
 def _add_stats(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary", required=True)
-    p.add_argument("--comparison", nargs=2, action="append", metavar=("ARM_A", "ARM_B"), required=True,
-                   help="two arms as backbone/setting; repeat for more comparisons")
+    p.add_argument("--comparison", nargs=2, action="append", metavar=("ARM_A", "ARM_B"), default=[],
+                   help="two arms as backbone/setting; repeat for more comparisons (none: header-only file)")
     p.add_argument("--out", required=True, help="stats.csv")
 
 

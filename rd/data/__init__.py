@@ -34,7 +34,8 @@ __all__ = [
 
 
 def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed: int = 0,
-                     manifest_path: str | os.PathLike | None = None) -> dict[str, Any]:
+                     manifest_path: str | os.PathLike | None = None,
+                     generate_options: dict[str, int] | None = None) -> dict[str, Any]:
     """Generate (textures) and/or validate (both) one category; return and optionally write its manifest.
 
     Manifest: dataset, root, category, n_train, n_test_good, n_test_defect, n_test_per_type,
@@ -42,7 +43,7 @@ def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed:
     (bool), and for textures content_sha256 and generator_version.
     """
     try:
-        manifest = _prepare(dataset, root, category, seed)
+        manifest = _prepare(dataset, root, category, seed, generate_options or {})
     except RDError:
         if manifest_path is not None:
             try:
@@ -57,14 +58,18 @@ def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed:
     return manifest
 
 
-def _prepare(dataset: str, root: str | os.PathLike, category: str, seed: int) -> dict[str, Any]:
+def _prepare(dataset: str, root: str | os.PathLike, category: str, seed: int,
+             generate_options: dict[str, int]) -> dict[str, Any]:
     if dataset not in DATASETS:
         raise RDError(f"Unknown dataset kind {dataset!r}.", f"use one of {', '.join(DATASETS)}.")
+    if generate_options and dataset != "textures":
+        raise RDError("Generation options were given for a dataset that is only validated.",
+                      "drop the dataset.generate settings, or use the textures dataset.")
     extra: dict[str, Any] = {"seed": None, "generated": False}
     if dataset == "textures":
         from rd.data import textures
 
-        folder = textures.generate(root, category, seed=seed)
+        folder = textures.generate(root, category, seed=seed, **generate_options)
         marker = textures.read_marker(folder) or {}
         extra = {"seed": int(seed), "generated": True, "content_sha256": marker.get("content_sha256"),
                  "generator_version": marker.get("generator_version")}
