@@ -195,7 +195,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rd", description="Reverse Distillation benchmark steps (each writes its outputs atomically).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add, _) in COMMANDS.items():

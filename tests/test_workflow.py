@@ -193,7 +193,7 @@ def test_lint_clean():
 BAD_CONFIGS = [
     (["epochz=3"], "epochz: unknown key. Did you mean 'epochs'?"),
     (["epochs=three"], "epochs: 'three' is not of type 'integer'"),
-    (["image_size=100"], "image_size: 100 is not a multiple of 16"),
+    (["image_size=100"], "image_size: 100 is not a multiple of 32"),
     (["device=gpu"], "device: 'gpu' does not match"),
     (["seeds=[]"], "seeds: [] should be non-empty"),
     (["seeds=[0,0]"], "seeds: [0, 0] has non-unique elements"),
@@ -236,7 +236,7 @@ BAD_CONFIGS = [
     ({"epochz": 3}, "epochz: unknown key. Did you mean 'epochs'?"),
     ({"dataset": {"rooot": "x"}}, "dataset.rooot: unknown key. Did you mean 'root'?"),
     ({"epochs": "three"}, "epochs: 'three' is not of type 'integer'"),
-    ({"image_size": 100}, "image_size: 100 is not a multiple of 16"),
+    ({"image_size": 100}, "image_size: 100 is not a multiple of 32"),
     ({"device": "gpu"}, "device: 'gpu' does not match"),
     ({"seeds": []}, "seeds: [] should be non-empty"),
     ({"seeds": ["0", "0"]}, "seeds: [0, 0] has non-unique elements"),
