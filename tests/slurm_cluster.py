@@ -4,15 +4,19 @@ It uses Debian's ``slurm-wlm`` (22.05) and ``munge`` packages and runs munged, s
 and slurmd as this process's own children (needs root, as in CI):
 
 * a fresh munge key, socket, pid and log files in a private temp folder (never /etc/munge);
-* slurm.conf with a job partition (not the default: the default partition is INACTIVE,
-  so only jobs that name the partition run) and ``proctrack/linuxproc``, ``task/none``, ``select/cons_tres`` (CPU + memory
+* slurm.conf with ``proctrack/linuxproc``, ``task/none``, ``select/cons_tres`` (cores + memory
   consumable), ``accounting_storage/none``, controller and node on 127.0.0.1 on free
   non-default ports, ``MinJobAge=300`` (so ``squeue`` still sees finished jobs when
   Snakemake's SLURM plugin polls) and the node's CPUs/memory as ``slurmd -C`` reports them;
-* the file goes to ``/etc/slurm/slurm.conf`` because ``srun`` inside an allocation reads only
-  that path (with ``SLURM_CONF`` elsewhere it fails with "fetch_config: DNS SRV lookup
-  failed"); whatever was there is moved aside and put back by :meth:`SlurmCluster.stop`;
-* everything else (state, spool, logs, pid files) lives in the temp folder.
+* two partitions: ``rdtest`` for the jobs, and an INACTIVE default one, so a job that does
+  not name ``rdtest`` is refused at once (a passing test proves the partition reached sbatch);
+* two stand-in GPUs (``Gres=gpu:2``; gres.conf points at /dev/null twins made with mknod),
+  so ``--gpus=1`` jobs get ``SLURM_JOB_GPUS``/``CUDA_VISIBLE_DEVICES`` as on a GPU node;
+* the files go to ``/etc/slurm/slurm.conf`` and ``/etc/slurm/gres.conf`` because ``srun``
+  inside an allocation reads only that path (with ``SLURM_CONF`` elsewhere it fails with
+  "fetch_config: DNS SRV lookup failed"); whatever was there is moved aside and put back by
+  :meth:`SlurmCluster.stop`;
+* everything else (state, spool, logs, pid files, device stand-ins) lives in the temp folder.
 
 :meth:`SlurmCluster.stop` cancels the cluster's jobs, stops the daemons by pid (and any
 ``slurmstepd`` that our slurmd left), restores ``/etc/slurm`` and removes the temp folder.
@@ -30,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -39,6 +44,7 @@ from typing import Iterator
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = REPO / ".ci" / "slurm_packages.sh"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = SLURM_CONF.with_name("gres.conf")  # slurmd reads it next to slurm.conf
 MARKER = "# written by rd tests/slurm_cluster.py"
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
 
@@ -148,7 +154,7 @@ class SlurmCluster:
     """One controller + one node on 127.0.0.1. ``start()``, then ``stop()`` (always)."""
 
     def __init__(self, partition: str = "rdtest", node: str = "rdnode", cluster: str = "rdtest",
-                 min_job_age: int = 300) -> None:
+                 min_job_age: int = 300, fake_gpus: int = 2) -> None:
         self.partition = partition
         # The default partition refuses jobs: a submission that does not name `partition`
         # fails at once, so a passing test proves the profile's partition reached sbatch.
@@ -159,8 +165,10 @@ class SlurmCluster:
         self.base: Path | None = None
         self.procs: dict[str, subprocess.Popen] = {}
         self._stepd_before: set[int] = set()
-        self._conf_backup: Path | None = None
-        self._conf_written = False
+        self.fake_gpus = fake_gpus
+        self.gpus = 0                      # GPUs the node really offers (0 if the stand-ins failed)
+        self.gpu_note = ""
+        self._installed: dict[Path, Path | None] = {}  # file under /etc -> its backup (None: there was none)
         self.conf_text = ""
         self.ports: dict[str, int] = {}
 
@@ -224,8 +232,11 @@ class SlurmCluster:
         self.ports = {"slurmctld": ctld_port, "slurmd": slurmd_port}
         host = socket.gethostname().split(".")[0]
         b = self.base
+        gres_conf = self._make_fake_gpus()
+        gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
         self.conf_text = f"""{MARKER} (pid {os.getpid()}); removed when the test ends
 ClusterName={self.cluster}
+{"GresTypes=gpu" if self.gpus else ""}
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
@@ -257,22 +268,59 @@ SlurmctldTimeout=30
 SlurmdTimeout=60
 InactiveLimit=0
 KillWait=5
-NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={host} CPUs={hw['CPUs']} Boards={hw.get('Boards', 1)} SocketsPerBoard={hw.get('SocketsPerBoard', 1)} CoresPerSocket={hw.get('CoresPerSocket', hw['CPUs'])} ThreadsPerCore={hw.get('ThreadsPerCore', 1)} RealMemory={hw['RealMemory']} State=UNKNOWN
+NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={host} CPUs={hw['CPUs']} Boards={hw.get('Boards', 1)} SocketsPerBoard={hw.get('SocketsPerBoard', 1)} CoresPerSocket={hw.get('CoresPerSocket', hw['CPUs'])} ThreadsPerCore={hw.get('ThreadsPerCore', 1)} RealMemory={hw['RealMemory']}{gres} State=UNKNOWN
 PartitionName={self.partition} Nodes={self.node} Default=NO MaxTime=INFINITE State=UP
 PartitionName={self.decoy_partition} Nodes={self.node} Default=YES State=INACTIVE
 """
-        SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-        if SLURM_CONF.exists() or SLURM_CONF.is_symlink():
-            old = SLURM_CONF.read_text(errors="replace") if SLURM_CONF.is_file() else ""
+        self._install(SLURM_CONF, self.conf_text)
+        # always ours (maybe empty): a site gres.conf must not leak into this node
+        self._install(GRES_CONF, f"{MARKER} (pid {os.getpid()}); removed when the test ends\n{gres_conf}")
+
+    def _make_fake_gpus(self) -> str:
+        """Stand-in GPU device files so SLURM's GPU allocation path runs: returns gres.conf text.
+
+        slurmd wants character devices; each stand-in is a /dev/null twin (mknod 1:3) named
+        fakegpu<i>, so jobs asking --gpus get SLURM_JOB_GPUS / CUDA_VISIBLE_DEVICES set exactly
+        as on a GPU node (task/none: no cgroup device fencing). Without mknod rights: no GPUs.
+        """
+        if self.fake_gpus <= 0:
+            self.gpu_note = "no fake GPUs requested"
+            return ""
+        dev = self.base / "dev"
+        dev.mkdir(mode=0o755)
+        try:
+            for i in range(self.fake_gpus):
+                os.mknod(dev / f"fakegpu{i}", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except OSError as exc:
+            self.gpu_note = f"no fake GPUs: mknod failed ({exc.strerror})"
+            return ""
+        self.gpus = self.fake_gpus
+        files = f"fakegpu[0-{self.gpus - 1}]" if self.gpus > 1 else "fakegpu0"
+        return f"NodeName={self.node} Name=gpu File={dev}/{files}\n"
+
+    def _install(self, path: Path, text: str) -> None:
+        """Write ``path`` (under /etc/slurm); whatever was there is moved aside for :meth:`stop`."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backup = None
+        if path.exists() or path.is_symlink():
+            old = path.read_text(errors="replace") if path.is_file() else ""
             stale = re.match(re.escape(MARKER) + r" \(pid (\d+)\)", old)
             if stale and not _alive(int(stale.group(1))):
-                SLURM_CONF.unlink()  # left by a killed earlier run of this helper: not the user's
+                path.unlink()  # left by a killed earlier run of this helper: not the user's
             else:
-                self._conf_backup = SLURM_CONF.with_name(f"slurm.conf.rd-test-backup-{os.getpid()}")
-                os.replace(SLURM_CONF, self._conf_backup)
-        self._conf_written = True
-        SLURM_CONF.write_text(self.conf_text)
-        SLURM_CONF.chmod(0o644)
+                backup = path.with_name(f"{path.name}.rd-test-backup-{os.getpid()}")
+                os.replace(path, backup)
+        self._installed[path] = backup
+        path.write_text(text)
+        path.chmod(0o644)
+
+    def _restore(self) -> None:
+        for path, backup in list(self._installed.items()):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            if backup is not None:
+                os.replace(backup, path)
+            del self._installed[path]
 
     def _start_daemon(self, name: str, argv: list[str]) -> None:
         out = open(self.base / f"{name}.stdout", "wb")
@@ -338,13 +386,7 @@ PartitionName={self.decoy_partition} Nodes={self.node} Default=YES State=INACTIV
         for pid in _pids_named("slurmstepd") - self._stepd_before:
             _stop_pid(pid, timeout=5)
         self.procs.clear()
-        if self._conf_written:
-            with contextlib.suppress(FileNotFoundError):
-                SLURM_CONF.unlink()
-            if self._conf_backup is not None:
-                os.replace(self._conf_backup, SLURM_CONF)
-            self._conf_written = False
-            self._conf_backup = None
+        self._restore()
         if self.base is not None:
             keep = os.environ.get("RD_KEEP_SLURM_LOGS")
             if keep:

@@ -1,29 +1,34 @@
 """The workflow on a real SLURM cluster, through `--workflow-profile workflow/profiles/slurm`.
 
 A single-node cluster (munged + slurmctld + slurmd from Debian's slurm-wlm 22.05, on
-127.0.0.1, started and stopped by ``tests/slurm_cluster.py``) runs:
+127.0.0.1, two stand-in GPUs; started and stopped by ``tests/slurm_cluster.py``) runs:
 
-1. a two-rule Snakefile through a copy of the repo's slurm profile: proves sbatch/srun and
-   the plugin's status polling work before the (longer) real workflow is blamed;
+1. a two-rule Snakefile (2 x ``probe`` with ``gpu=1`` -> ``collect``) through a copy of the
+   repo's slurm profile: proves sbatch/srun, the plugin's status polling and GPU requests work,
+   and that ``rd.devices`` inside an allocation uses the GPU SLURM gave (no lock) -- before the
+   longer real workflow is blamed for anything;
 2. the real workflow with ``workflow/configs/tiny.yaml`` in a temp copy of the repo.
 
 The profile copy is adapted exactly as the README tells a user to: ``slurm_partition`` added
-to ``default-resources``; plus ``--slurm-no-account`` and ``--slurm-status-command squeue``
-on the command line (this cluster has no accounting). Test-only speed-ups: shorter status
-polling (``--slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 2``)
-and ``--slurm-keep-successful-logs`` so the per-job SLURM logs can be checked.
+to ``default-resources`` (the cluster's default partition refuses jobs, so this is proven);
+plus ``--slurm-no-account`` and ``--slurm-status-command squeue`` on the command line (this
+cluster has no accounting). Test-only: shorter status polling
+(``--slurm-init-seconds-before-status-checks 2 --seconds-between-status-checks 2``) and
+``--slurm-keep-successful-logs`` so the per-job SLURM logs can be checked.
 
 Checks: every non-local job was submitted with sbatch (a SLURM job id per job in Snakemake's
-log), slurmctld logged each submission and allocation, squeue (MinJobAge=300) shows every job
-COMPLETED, each job's SLURM log shows it ran inside its allocation, every output of the DAG
-exists (``snakemake --summary``: all ``ok``), and a rerun has nothing to do.
+log), slurmctld logged each submission, allocation and exit 0, squeue (MinJobAge=300) shows
+every job COMPLETED in the partition, each job's SLURM log shows Snakemake finished it inside
+the allocation, every output of the DAG exists (``snakemake --summary``: all ``ok``), and a
+dry run through the profile has nothing to do. Each test prints a per-job timeline.
 
 Skips only when slurm-wlm/munge are not installed and cannot be (``.ci/slurm_packages.sh``).
-Set ``RD_KEEP_SLURM_LOGS=<dir>`` to keep the daemons' logs.
+Needs root. Set ``RD_KEEP_SLURM_LOGS=<dir>`` to keep the daemons' logs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -52,6 +57,8 @@ TEST_FLAGS = [
     "--seconds-between-status-checks", "2",
     "--slurm-keep-successful-logs",
 ]
+# slurmctld starts a job from its main scheduler ("sched: Allocate ...") or from backfill
+ALLOCATED = r"(?:sched: Allocate JobId={sid} NodeList={node}\b|backfill: _start_job: Started JobId={sid} in \S+ on {node}\b)"
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 
 
@@ -132,7 +139,7 @@ def check_submissions(cluster: SlurmCluster, log: str, workdir: Path) -> dict[st
     ctld = cluster.ctld_log.read_text(errors="replace")
     for sid in slurm_ids:
         assert re.search(rf"_slurm_rpc_submit_batch_job: JobId={sid}\b", ctld), f"slurmctld did not log job {sid}"
-        assert re.search(rf"sched: Allocate JobId={sid} NodeList={cluster.node}\b", ctld), f"job {sid} never allocated"
+        assert re.search(ALLOCATED.format(sid=sid, node=cluster.node), ctld), f"job {sid} never allocated"
         assert re.search(rf"_job_complete: JobId={sid} WEXITSTATUS 0\b", ctld), f"job {sid} did not exit 0"
 
     # MinJobAge=300 keeps finished jobs in slurmctld, so squeue still lists them
@@ -174,7 +181,7 @@ def timeline(cluster: SlurmCluster, ids: dict[str, str]) -> str:
     rows, first, last = [], None, None
     for sid, rule in ids.items():
         sub = when(r"_slurm_rpc_submit_batch_job: JobId={sid}\b", sid)
-        alloc = when(r"sched: Allocate JobId={sid}\b", sid)
+        alloc = when(ALLOCATED.format(sid=sid, node=r"\S+"), sid)
         done = when(r"_job_complete: JobId={sid} done", sid)
         if None in (sub, alloc, done):
             rows.append(f"  job {sid:>3} {rule:<14} (incomplete in slurmctld log)")
@@ -197,49 +204,90 @@ def failure_report(log: str, cluster: SlurmCluster) -> str:
 
 def key_lines(log: str, cluster: SlurmCluster, n: int = 4) -> str:
     subs = [l for l in log.splitlines() if "has been submitted with SLURM jobid" in l]
+    first = {f"JobId={sid}" for sid in list(submitted_rules(log))[:2]}
     ctld = [l for l in cluster.ctld_log.read_text(errors="replace").splitlines()
-            if "_slurm_rpc_submit_batch_job" in l or "sched: Allocate" in l or "_job_complete" in l]
-    return "\n".join(["snakemake:"] + subs[:n] + ["slurmctld:"] + ctld[:n])
+            if any(re.search(rf"{j}\b", l) for j in first)
+            and ("_slurm_rpc_submit_batch_job" in l or "Allocate" in l or "Started JobId" in l or "_job_complete" in l)]
+    return "\n".join(["snakemake:"] + subs[:n] + ["slurmctld:"] + ctld[:2 * n])
 
 
 # ----------------------------------------------------------------------------- tests
 TRIVIAL = """
 rule all:
-    input: "out/b.txt"
+    input: "out/collect.txt"
 
-rule a:
-    output: "out/a.txt"
+rule probe:
+    output: "out/probe{i}.json"
+    threads: 1
+    resources: mem_mb=200, runtime=5, gpu=GPU
+    shell: "PYTHONPATH=REPO python probe.py {output}"
+
+rule collect:
+    input: expand("out/probe{i}.json", i=[0, 1])
+    output: "out/collect.txt"
     threads: 1
     resources: mem_mb=200, runtime=5
     shell: "echo job=$SLURM_JOB_ID node=$SLURMD_NODENAME step=$SLURM_STEP_ID > {output}"
+"""
 
-rule b:
-    input: "out/a.txt"
-    output: "out/b.txt"
-    threads: 1
-    resources: mem_mb=200, runtime=5
-    shell: "cat {input} > {output}; echo job=$SLURM_JOB_ID node=$SLURMD_NODENAME step=$SLURM_STEP_ID >> {output}"
+# Each probe job records where it ran and what rd.devices picked -- what a train/evaluate job
+# does first. Inside a SLURM GPU allocation rd.devices must take the allocation's GPU and lock
+# nothing (the lock folder stays absent). The two probes start together (2 free cores).
+PROBE = """
+import json, os, sys, time
+from rd.devices import resolve_device
+with resolve_device("auto", lock_dir="gpu-locks", n_gpus=1) as lease:  # no CUDA here: 1 fake visible GPU
+    info = {"device": lease.device, "source": lease.source, "gpu_id": lease.gpu_id, "held": lease.held,
+            "job": os.environ.get("SLURM_JOB_ID"), "step": os.environ.get("SLURM_STEP_ID"),
+            "node": os.environ.get("SLURMD_NODENAME"), "SLURM_STEP_GPUS": os.environ.get("SLURM_STEP_GPUS"),
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": time.time()}
+    time.sleep(3)
+    info["end"] = time.time()
+open(sys.argv[1], "w").write(json.dumps(info))
 """
 
 
 def test_two_rule_workflow_runs_through_sbatch(slurm_cluster: SlurmCluster, tmp_path):
+    """probe x2 (one fake GPU each) -> collect: two rules, three sbatch jobs, one dependency."""
     work = tmp_path / "trivial"
     (work / PROFILE).parent.mkdir(parents=True)
     shutil.copytree(REPO / PROFILE, work / PROFILE)
     adapt_profile(work / PROFILE, slurm_cluster.partition)
-    (work / "Snakefile").write_text(TRIVIAL)
+    gpu = 1 if slurm_cluster.gpus >= 2 else 0
+    (work / "Snakefile").write_text(TRIVIAL.replace("REPO", str(REPO)).replace("GPU", str(gpu)))
+    (work / "probe.py").write_text(PROBE)
 
     proc, secs = run_snakemake(work, "--workflow-profile", str(PROFILE), *TEST_FLAGS)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, failure_report(log, slurm_cluster)
     ids = check_submissions(slurm_cluster, log, work)
-    assert sorted(ids.values()) == ["a", "b"]
-    lines = (work / "out" / "b.txt").read_text().splitlines()
+    assert sorted(ids.values()) == ["collect", "probe", "probe"], ids
     by_rule = {v: k for k, v in ids.items()}
-    # the shell ran in job step 0 (srun inside the sbatch allocation) of the job SLURM reported
-    assert lines == [f"job={by_rule['a']} node={slurm_cluster.node} step=0",
-                     f"job={by_rule['b']} node={slurm_cluster.node} step=0"], lines
-    print(f"two-rule workflow on SLURM: {secs:.1f}s\n" + key_lines(log, slurm_cluster))
+    # the shell commands ran in job step 0 (srun inside the sbatch allocation) of the job SLURM reported
+    assert (work / "out" / "collect.txt").read_text().split() == [
+        f"job={by_rule['collect']}", f"node={slurm_cluster.node}", "step=0"]
+    probes = [json.loads((work / "out" / f"probe{i}.json").read_text()) for i in (0, 1)]
+    for p in probes:
+        assert ids.get(p["job"]) == "probe" and (p["node"], p["step"]) == (slurm_cluster.node, "0"), p
+
+    if gpu:
+        for p in probes:
+            # resources gpu=1 -> the plugin's sbatch/srun --gpus=1 -> SLURM gave one GPU -> rd.devices took it
+            # (the plugin's jobstep drops SLURM_JOB_GPUS before its srun; the step sets SLURM_STEP_GPUS)
+            assert p["SLURM_STEP_GPUS"] is not None and p["CUDA_VISIBLE_DEVICES"] == p["SLURM_STEP_GPUS"], p
+            assert (p["device"], p["source"], p["gpu_id"], p["held"]) == ("cuda:0", "allocation",
+                                                                         p["CUDA_VISIBLE_DEVICES"], False), p
+        assert not (work / "gpu-locks").exists(), "rd.devices locked a GPU inside a SLURM allocation"
+        a, b = probes
+        overlapped = a["start"] < b["end"] and b["start"] < a["end"]
+        if overlapped:  # running at the same time, they hold different GPUs
+            assert a["SLURM_STEP_GPUS"] != b["SLURM_STEP_GPUS"], probes
+        print(f"GPU jobs (SLURM job, GPU SLURM gave, rd.devices device): "
+              f"{[(p['job'], p['SLURM_STEP_GPUS'], p['device']) for p in probes]}, ran at the same time: {overlapped}")
+    else:
+        print(f"GPU part not checked: {slurm_cluster.gpu_note}")
+    print(f"two-rule workflow on SLURM: {secs:.1f}s\n" + timeline(slurm_cluster, ids) + "\n"
+          + key_lines(log, slurm_cluster))
 
 
 def test_tiny_workflow_runs_on_slurm(slurm_cluster: SlurmCluster, tmp_path):
@@ -254,7 +302,6 @@ def test_tiny_workflow_runs_on_slurm(slurm_cluster: SlurmCluster, tmp_path):
     print(f"\ntiny workflow through sbatch: {secs:.1f}s\n" + timeline(slurm_cluster, submitted))
     assert proc.returncode == 0, failure_report(log, slurm_cluster)
     ids = check_submissions(slurm_cluster, log, work)
-    print(timeline(slurm_cluster, ids))
     assert {"prepare_data", "smoke", "train", "evaluate"} <= set(ids.values()), sorted(set(ids.values()))
 
     # every output of the DAG exists and is up to date, as Snakemake itself sees it
