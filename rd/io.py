@@ -39,15 +39,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        # mkstemp makes 0600 files; results on shared clusters should follow the umask like any file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            # mkstemp makes 0600 files; results on shared clusters should follow the umask like any file.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_path, 0o666 & ~umask)
+            os.replace(tmp_path, path)
+        except OSError as exc:  # full disk, quota, file-size limit, I/O error: name the file, no traceback
+            raise write_failed(path, exc) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_failed(path: str | os.PathLike, exc: BaseException) -> RDError:
+    """The one-line error for an output that could not be written (the earlier version, if any, is kept)."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc).splitlines() or [""])[0][:160]
+    return RDError(f"Cannot write {path}: {reason or type(exc).__name__}; nothing was replaced.",
+                   "the disk may be full or over quota (check `df -h` / `quota`): free space or choose another "
+                   "output folder, then rerun (training resumes from its last checkpoint).")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -74,7 +85,10 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:  # torch's C++ writer reports a failed write (full disk, ...) this way
+            raise write_failed(path, exc) from exc
 
 
 def load_torch(path: str | os.PathLike) -> Any:
