@@ -8,6 +8,7 @@ Library imports happen inside the handlers so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import traceback
@@ -17,6 +18,7 @@ from typing import Callable, Sequence
 from rd.errors import RDError
 
 Handler = Callable[[argparse.Namespace], None]
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def _json_arg(text: str) -> dict:
@@ -217,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A full disk, quota or read-only file system met outside rd.io's writers (e.g. while
+        # generating the embedded dataset): the user's problem, not a bug, so one line too.
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        targets = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("root", "out_dir", "out")
+                   if getattr(args, k, None)]
+        where = exc.filename or f"the outputs of `{args.command}` ({', '.join(targets)})"
+        print(f"error: Cannot write {where}: {exc.strerror}. Fix: the disk may be full, over quota or read-only "
+              "(check `df -h` / `quota`): free space or choose another output folder, then rerun.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; outputs written so far are complete, rerun to continue.", file=sys.stderr)
