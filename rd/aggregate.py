@@ -50,6 +50,8 @@ COST_COLUMNS = ["params_teacher", "params_bottleneck", "params_decoder", "params
 BENCH_COLUMNS = ["bench_train_s", "bench_train_max_rss_mb", "bench_eval_s"]
 SUMMARY_COLUMNS = ID_COLUMNS + METRIC_COLUMNS + RUN_COLUMNS + COST_COLUMNS + BENCH_COLUMNS
 DEFECT_PREFIX = "defect_auroc:"
+INTEGER_COLUMNS = ["image_size", "epochs", "params_teacher", "params_bottleneck", "params_decoder",
+                   "params_student", "params_total"]
 STRING_COLUMNS = ["category", "backbone", "setting", "arm", "weights", "run_dir"]
 
 _STAGES = {"train": "train", "evaluate": "evaluate", "eval": "evaluate"}
@@ -305,6 +307,10 @@ def build_summary(run_dirs: Sequence[str | Path], complexity: Iterable[str | Pat
             row[DEFECT_PREFIX + t] = defects.get(t, NAN)
     columns = SUMMARY_COLUMNS + [DEFECT_PREFIX + t for t in defect_types] + ["run_dir"]
     frame = pd.DataFrame(rows, columns=columns)
+    for col in INTEGER_COLUMNS:  # written as 64, not 64.0; empty stays empty
+        values = frame[col].dropna()
+        if (values == values.round()).all():
+            frame[col] = frame[col].astype("Int64")
     frame = frame.sort_values(["category", "backbone", "setting", "seed"], kind="stable").reset_index(drop=True)
     return frame
 

@@ -144,8 +144,8 @@ def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iter
     import pandas as pd
 
     comparisons = [tuple(c) for c in comparisons]
-    if not comparisons:
-        raise RDError("No comparisons given.", "pass --comparison ARM_A ARM_B at least once.")
+    if not comparisons:  # a config without comparisons: a header-only stats.csv, the report says so
+        return pd.DataFrame(columns=STATS_COLUMNS)
     arms = sorted(set(summary["arm"]))
     for a, b in comparisons:
         if a == b:

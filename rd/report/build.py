@@ -516,12 +516,12 @@ def _verdict(row: dict, flags: list[dict]) -> dict:
     if _finite(lo) and _finite(hi):
         parts.append(f"95% CI [{fmt_pt(lo, digits, signed=False)}, {fmt_pt(hi, digits, signed=False)}]")
     if _finite(row["p_holm"]):
-        parts.append(f"p_holm = {fmt_p(row['p_holm'])}")
+        ph = fmt_p(row["p_holm"])
+        parts.append(f"p_holm {ph}" if ph.startswith("<") else f"p_holm = {ph}")
     parts.append(f"n = {n} {unit_txt}")
     if _finite(row["p_holm"]):
         if float(row["p_holm"]) < ALPHA:
-            word = "higher" if diff > 0 else "lower"
-            concl = f"significant ({row['arm_b']} {word}, Holm-adjusted α = {ALPHA})"
+            concl = f"significant (Holm, α = {ALPHA})"
             kind = "sig"
         else:
             concl = "not significant"
@@ -871,22 +871,34 @@ def _failure_section(runs: list[Run], arms, k: int) -> list[dict]:
                 continue
             for i, (kind, score) in enumerate(zip(kinds, scores)):
                 if kind in cands:
-                    margin = abs(score - thr) / abs(thr) if thr != 0 else abs(score - thr)
-                    cands[kind].append((margin, r, i, thr, score))
+                    # signed distance beyond the threshold, relative to it: > 0 is a real failure.
+                    # evaluate stores the k lowest-scored defects and the k highest-scored good
+                    # images, which need not be failures when a run makes fewer than k errors.
+                    scale = abs(thr) if thr != 0 else 1.0
+                    badness = (thr - score) / scale if kind == "missed_defect" else (score - thr) / scale
+                    failed = score < thr if kind == "missed_defect" else score >= thr
+                    cands[kind].append((badness, failed, r, i, thr, score))
         groups = []
-        for kind, title in (("missed_defect", "Missed defects (score below threshold)"),
-                            ("false_alarm", "False alarms (good image scored above threshold)")):
+        for kind, title in (("missed_defect", "Missed defects (defect scored below the threshold)"),
+                            ("false_alarm", "False alarms (good image scored at or above the threshold)")):
             top = sorted(cands[kind], key=lambda c: -c[0])[:k]
             cases = []
-            for margin, r, i, thr, score in top:
+            for badness, failed, r, i, thr, score in top:
                 with np.load(r.failure_path, allow_pickle=False) as z:
                     png = _failure_png(z["images"][i], z["masks"][i], z["maps"][i], thr)
                     path = str(z["paths"][i]) if "paths" in z.files else ""
                     dtype = str(z["defect_types"][i]) if "defect_types" in z.files else ""
+                side = "below" if score < thr else "above"
+                if failed:
+                    verdict = "missed" if kind == "missed_defect" else "false alarm"
+                else:
+                    verdict = ("detected: shown as one of the lowest-scored defects" if kind == "missed_defect"
+                               else "not flagged: shown as one of the highest-scored good images")
                 cases.append({"src": _data_uri(png), "category": r.row["category"], "seed": int(r.row["seed"]),
                               "path": path, "defect_type": dtype, "score": f"{score:.4g}", "threshold": f"{thr:.4g}",
-                              "margin": f"{100 * margin:.1f}%"})
-            groups.append({"kind": kind, "title": title, "cases": cases, "available": len(cands[kind])})
+                              "margin": f"{100 * abs(badness):.1f}% {side}", "failed": failed, "verdict": verdict})
+            groups.append({"kind": kind, "title": title, "cases": cases, "available": len(cands[kind]),
+                           "failures": sum(1 for c in cands[kind] if c[1])})
         n_runs = sum(1 for r in runs if r.row["arm"] == arm)
         n_with = sum(1 for r in runs if r.row["arm"] == arm and r.failure_path is not None)
         out.append({"arm": arm, "groups": groups, "problems": problems, "n_runs": n_runs, "n_with": n_with})

@@ -1,0 +1,192 @@
+"""rd.report: the self-contained HTML report (content, escaping, robustness, size at MVTec scale)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from rd.aggregate import write_summary
+from rd.errors import RDError
+from rd.report import MAIN_FIGURES, build_report
+from rd.report.build import _git_commit
+from rd.report.fixtures import make_fake_report, make_fake_results
+from rd.stats import write_stats
+
+ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "efficientnet_lite0/baseline")
+COMPARISONS = [("resnet18/baseline", "convnext_pico/baseline"), ("resnet18/baseline", "convnext_pico/tuned"),
+               ("convnext_pico/baseline", "convnext_pico/tuned")]
+SECTIONS = ["run", "fairness", "results", "statistics", "cost", "curves", "defects", "failures", "reproduce"]
+
+
+def make_report(root: Path, *, categories=("brick", "grass"), arms=ARMS, seeds=(0, 1, 2), comparisons=COMPARISONS,
+                **kw) -> dict:
+    return make_fake_report(root, categories=categories, arms=arms, seeds=seeds, comparisons=comparisons, **kw)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    return make_report(tmp_path_factory.mktemp("report"), epochs=4, failure_k=2, failure_size=48)
+
+
+def _images(html: str) -> list[str]:
+    return re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
+
+
+def test_nine_sections_and_self_contained(report):
+    html = report["html"]
+    for sid in SECTIONS:
+        assert f'<section id="{sid}">' in html, sid
+    assert "<details" in html and "<summary>" in html
+    assert "<script" not in html.lower()
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html), "no network references"
+    assert "@import" not in html and "url(http" not in html
+    imgs = _images(html)
+    assert len(imgs) >= 4 + 4 * 2 * 2  # main figures + failure cases
+    from PIL import Image
+
+    for src in imgs:
+        assert src.startswith("data:image/png;base64,")
+        png = base64.b64decode(src.split(",", 1)[1])
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.format == "PNG" and im.width > 0 and im.height > 0
+
+
+def test_header_facts(report):
+    html = report["html"]
+    for fact in ("git commit", "device(s) of the runs", "total compute", "Package versions", "sha256"):
+        assert fact in html
+    assert re.search(r"<code>([0-9a-f]{40}|unknown)</code>", html)
+    assert "scipy" in html and "matplotlib" in html
+
+
+def test_main_figures_written(report):
+    for name in MAIN_FIGURES:
+        data = (report["figures_dir"] / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verdict_sentences(report):
+    html = report["html"]
+    pattern = (r"convnext_pico/tuned vs resnet18/baseline: [+\u2212]\d+\.\d+ pt image AUROC, "
+               r"95% CI \[\u2212?\d+\.\d+, \u2212?\d+\.\d+\], p_holm (= [\d.]+|&lt; 0\.001), n = 2 categories "
+               r"\u2014 (not significant|significant \(Holm, α = 0\.05\))")
+    assert re.search(pattern, html), "verdict sentence in the issue's format"
+    for comp in ("convnext_pico/baseline vs resnet18/baseline", "convnext_pico/tuned vs convnext_pico/baseline"):
+        assert f"{comp}: " in html
+    assert "little power" in html  # n = 2 categories is said to be weak
+
+
+def test_fairness_flags_loud(report):
+    html = report["html"]
+    assert "RANDOM-INIT TEACHER" in html
+    assert "Do not read such a comparison as evidence about pretrained" in html
+    # all configured comparisons are between random-init arms; pretraining is equal there
+    assert "TEACHER PRETRAINING DIFFERS" not in html
+    assert "test split (hash of the test image list" in html and "file_list_sha256" in html
+
+
+def test_pretraining_differs_flag(tmp_path):
+    rep = make_report(tmp_path, categories=("brick",), arms=("resnet18/baseline", "efficientnet_lite0/baseline"),
+                      comparisons=[("resnet18/baseline", "efficientnet_lite0/baseline")], seeds=(0, 1),
+                      epochs=2, failure_k=1, failure_size=16, figures=False)
+    html = rep["html"]
+    assert "TEACHER PRETRAINING DIFFERS" in html and "cannot be attributed to the" in html
+    # one category, two seeds: the across-categories test is impossible and says so
+    assert "n = 1 category" in html and "no test possible" in html
+
+
+def test_autoescape_user_names(tmp_path):
+    rep = make_report(tmp_path, categories=("<b>x</b>", "grass"), arms=ARMS[:2], comparisons=COMPARISONS[:1],
+                      seeds=(0, 1), epochs=2, failure_k=1, failure_size=16, benchmarks=False,
+                      defect_types=("<i>y</i>", "stain"), figures=False)
+    html = rep["html"]
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    assert "&lt;i&gt;y&lt;/i&gt;" in html and "<i>y</i>" not in html
+
+
+def test_missing_per_run_files_are_reported_not_fatal(tmp_path):
+    fake = make_fake_results(tmp_path, categories=("brick",), arms=ARMS[:2], seeds=(0, 1), epochs=2,
+                             failure_k=1, failure_size=16, benchmarks=False, eval_every=0)
+    for run in fake["runs"][:2]:
+        for name in ("curves.json", "history.csv", "failure_cases.npz", "scores.csv"):
+            (Path(run) / name).unlink()
+    Path(fake["runs"][2], "failure_cases.npz").write_bytes(b"not a zip")
+    summary, stats = tmp_path / "s.csv", tmp_path / "st.csv"
+    write_summary(fake["runs"], complexity=fake["complexity"], out=summary)
+    write_stats(summary, [tuple(ARMS[:2])], out=stats)
+    out = tmp_path / "r.html"
+    build_report(summary=summary, stats=stats, config=fake["config"], manifests=[], out=out)
+    html = out.read_text()
+    assert "missing or unreadable per-run file" in html and "curves.json missing" in html
+    assert "unreadable (" in html  # the corrupt npz
+    assert "not recorded during training" in html  # eval_every = 0
+    assert "no data manifest given" in html
+
+
+def test_yaml_config_and_cli(tmp_path):
+    from rd.cli import main
+
+    rep = make_report(tmp_path, categories=("brick",), arms=ARMS[:2], comparisons=COMPARISONS[:1], seeds=(0, 1),
+                      epochs=2, failure_k=1, failure_size=16, figures=False, config_format="yaml")
+    assert "snakemake --cores 8 --configfile" in rep["html"] and "image_size: 64" in rep["html"]
+    out, figs = tmp_path / "cli.html", tmp_path / "figs"
+    rc = main(["report", "--summary", str(rep["summary"]), "--stats", str(rep["stats"]), "--config",
+               str(rep["config"]), "--data-manifests", *rep["manifests"], "--out", str(out), "--figures-dir", str(figs)])
+    assert rc == 0 and out.stat().st_size > 10_000
+    assert sorted(p.name for p in figs.iterdir()) == sorted(f"{n}.png" for n in MAIN_FIGURES)
+    assert main(["report", "--summary", str(tmp_path / "none.csv"), "--stats", str(rep["stats"]),
+                 "--config", str(rep["config"]), "--out", str(tmp_path / "x.html")]) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(RDError, match="cannot be parsed"):
+        build_report(summary=rep["summary"], stats=rep["stats"], config=bad, out=tmp_path / "y.html")
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "y.html").exists()
+
+
+def test_git_missing_gives_unknown(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git executable anywhere
+    assert _git_commit() == {"commit": "unknown", "dirty": False}
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_mvtec_scale_time_and_size(tmp_path):
+    """15 categories x 4 arms x 5 seeds (300 runs): builds in reasonable time, stays a few MB."""
+    cats = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
+            "tile", "toothbrush", "transistor", "wood", "zipper")
+    fake = make_fake_results(tmp_path, categories=cats, arms=ARMS, seeds=(0, 1, 2, 3, 4), comparisons=COMPARISONS,
+                             epochs=30, image_size=256, failure_k=4, failure_size=96, eval_every=10,
+                             defect_types=("crack", "scratch", "contamination"), benchmarks=True)
+    summary, stats = tmp_path / "summary.csv", tmp_path / "stats.csv"
+    t0 = time.perf_counter()
+    write_summary(fake["runs"], complexity=fake["complexity"], benchmarks=fake["benchmarks"], out=summary)
+    write_stats(summary, COMPARISONS, out=stats)
+    t1 = time.perf_counter()
+    out = tmp_path / "report.html"
+    build_report(summary=summary, stats=stats, config=fake["config"], manifests=fake["manifests"], out=out,
+                 figures_dir=tmp_path / "figs")
+    t2 = time.perf_counter()
+    size_mb = out.stat().st_size / 2 ** 20
+    print(f"\nMVTec scale: aggregate+stats {t1 - t0:.1f} s, report {t2 - t1:.1f} s, {size_mb:.2f} MiB")
+    assert size_mb < 6, f"report is {size_mb:.1f} MiB"
+    assert t2 - t1 < 120 and t1 - t0 < 60
+    html = out.read_text()
+    assert html.count("per_category:") >= 15 * 3
+    assert all(c in html for c in cats)
+
+
+def test_no_comparisons_header_only_stats(tmp_path):
+    fake = make_fake_results(tmp_path, categories=("brick",), arms=ARMS[:1], seeds=(0, 1), epochs=2, failure_k=1,
+                             failure_size=16, benchmarks=False, comparisons=[])
+    summary, stats = tmp_path / "s.csv", tmp_path / "st.csv"
+    write_summary(fake["runs"], out=summary)
+    write_stats(summary, [], out=stats)
+    out = tmp_path / "r.html"
+    build_report(summary=summary, stats=stats, config=fake["config"], manifests=fake["manifests"], out=out)
+    html = out.read_text()
+    assert "no comparisons were configured" in html and "real failures" in html
