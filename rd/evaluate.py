@@ -153,6 +153,9 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
         "arm": f"{cfg['backbone']}/{cfg['setting_name']}", "seed": cfg["seed"], "weights": cfg["weights"],
         "image_size": cfg["image_size"], "n_test": int(len(labels)), "n_anomalous": int(labels.sum()),
     })
+    # metrics.json is written last and marks a complete evaluation: drop an earlier one before
+    # replacing the other outputs, so a failure below (full disk) leaves no stale marker behind.
+    (out / "metrics.json").unlink(missing_ok=True)
     io.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]), "defect_type": list(test["defect_types"]),
                                                    "label": labels, "score": scores}))
     io.write_json(out / "curves.json", curves(maps, masks, scores, labels))
