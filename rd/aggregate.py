@@ -97,23 +97,11 @@ def _seed_of(value: Any, path: Path) -> int:
 
 def read_summary(path: str | Path):
     """Read summary.csv with string columns kept as written (a category named ``NA`` stays ``NA``)."""
-    import pandas as pd
+    from rd.io import read_table
 
     path = Path(path)
-    if not path.is_file():
-        raise RDError(f"Summary {path} does not exist.", "run `python -m rd aggregate` first.")
-    try:
-        frame = pd.read_csv(path, keep_default_na=False, dtype=str)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RDError(f"Cannot read summary {path}: {exc}.", "rerun `python -m rd aggregate`.") from exc
-    missing = [c for c in ("category", "backbone", "setting", "arm", "seed") if c not in frame.columns]
-    if missing:
-        raise RDError(f"Summary {path} lacks the column(s) {', '.join(missing)}.",
-                      "it was not written by `python -m rd aggregate`; rerun that step.")
-    for col in frame.columns:
-        if col in STRING_COLUMNS:
-            continue
-        frame[col] = pd.to_numeric(frame[col].replace({"": None}), errors="coerce")
+    frame = read_table(path, "Summary", "aggregate", ["category", "backbone", "setting", "arm", "seed"],
+                       set(STRING_COLUMNS))
     bad = frame["seed"].isna()
     if bad.any():
         raise RDError(f"Summary {path} has a non-integer seed in row {int(bad.idxmax()) + 2}.",

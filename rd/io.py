@@ -110,3 +110,26 @@ def load_torch(path: str | os.PathLike) -> Any:
     except (RuntimeError, EOFError, OSError) as exc:
         raise RDError(f"Cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}.",
                       "the file is corrupt or truncated; delete it and rerun the step that writes it.") from exc
+
+
+def read_table(path: str | os.PathLike, what: str, command: str, required: "list[str]",
+               text_columns: "set[str]") -> "Any":
+    """Read a CSV this tool wrote: text columns kept verbatim (a category named ``NA`` stays
+    ``NA``), the rest numeric; a missing file or column names the ``command`` that writes it."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise RDError(f"{what} {path} does not exist.", f"run `python -m rd {command}` first.")
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise RDError(f"Cannot read {what.lower()} {path}: {exc}.", f"rerun `python -m rd {command}`.") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise RDError(f"{what} {path} lacks the column(s) {', '.join(missing)}.",
+                      f"it was not written by `python -m rd {command}`; rerun that step.")
+    for col in frame.columns:
+        if col not in text_columns:
+            frame[col] = pd.to_numeric(frame[col].replace({"": None}), errors="coerce")
+    return frame

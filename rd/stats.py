@@ -209,23 +209,10 @@ def write_stats(summary_csv: str | Path, comparisons: Sequence[tuple[str, str]],
 
 def read_stats(path: str | Path):
     """Read stats.csv back (string columns kept as written)."""
-    import pandas as pd
+    from rd.io import read_table
 
-    path = Path(path)
-    if not path.is_file():
-        raise RDError(f"Statistics {path} does not exist.", "run `python -m rd stats` first.")
-    try:
-        frame = pd.read_csv(path, keep_default_na=False, dtype=str)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RDError(f"Cannot read statistics {path}: {exc}.", "rerun `python -m rd stats`.") from exc
-    missing = [c for c in STATS_COLUMNS[:17] if c not in frame.columns]
-    if missing:
-        raise RDError(f"Statistics {path} lacks the column(s) {', '.join(missing)}.",
-                      "rerun `python -m rd stats`.")
     text = {"comparison", "arm_a", "arm_b", "metric", "reading", "wilcoxon_note", "unit", "note"}
-    for col in frame.columns:
-        if col not in text:
-            frame[col] = pd.to_numeric(frame[col].replace({"": None}), errors="coerce")
+    frame = read_table(path, "Statistics", "stats", list(STATS_COLUMNS[:17]), text)
     return frame
 
 
