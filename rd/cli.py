@@ -233,6 +233,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: Cannot write {where}: {exc.strerror}. Fix: the disk may be full, over quota or read-only "
               "(check `df -h` / `quota`): free space or choose another output folder, then rerun.", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        # CUDA running out of memory is a sizing problem, not a bug.
+        if type(exc).__name__ != "OutOfMemoryError":
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: The GPU ran out of memory in `{args.command}` ({str(exc).splitlines()[0][:160]}). "
+              "Fix: lower batch_size or image_size, enable bf16, or run fewer GPU jobs at once "
+              "(--resources gpu=N).", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted; outputs written so far are complete, rerun to continue.", file=sys.stderr)
         return 130
