@@ -281,6 +281,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
             **{k: v for k, v in asdict(cfg).items() if k in ("category", "backbone", "weights", "seed",
                                                              "image_size", "epochs", "batch_size", "projection")},
             "setting": cfg.setting_name, "setting_params": cfg.setting,
+            # What the fairness audit compares, recorded rather than assumed.
+            "preprocessing": f"resize to {cfg.image_size} px (bilinear, antialias; masks nearest), ImageNet mean/std",
+            "augmentation": "none",
+            "loss": "RD cosine loss: sum over 3 stages of 1 − cos(flattened teacher, student)",
+            "decoder": f"de_{model.spec.student.family} (OCBE {model.spec.student.block}×{model.spec.student.oce_depth}, "
+                       f"decoder depths {'/'.join(map(str, model.spec.student.decoder_depths))})",
             "train_seconds": history[-1]["elapsed"], "peak_mem_mb": peak_memory_mb(device),
             "device": str(device), "threads": cfg.threads, "final_loss": history[-1]["loss"],
             "feature_cache": cached is not None, "steps": steps_per_epoch * cfg.epochs,

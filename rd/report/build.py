@@ -370,11 +370,13 @@ def _arm_facts(arm: str, runs: list[Run], cfg: dict) -> dict:
     return {
         "arm": arm, "backbone": bb, "setting": setting, "categories": cats, "split": split,
         "image_size": _joined(int(r.row["image_size"]) for r in rows if _finite(r.row.get("image_size"))),
-        "augmentation": _joined(s.get("augmentation", cfg.get("augmentation", "none")) for s in sp),
-        "preprocessing": _joined(s.get("preprocessing", cfg.get("preprocessing", "resize to {size} px")).replace(
+        "augmentation": _joined(t.get("augmentation", s.get("augmentation", "none")) for t, s in zip(trains, sp))
+        if trains else "none",
+        "preprocessing": _joined(t.get("preprocessing") or s.get("preprocessing", "resize to {size} px").replace(
             "{size}", str(int(r.row["image_size"])) if _finite(r.row.get("image_size")) else "?")
-            for s in sp for r in rows[:1]) + " (one data loader for every arm)",
-        "loss": _joined(s.get("loss", "RD cosine loss: sum over stages of 1 − cos(teacher, student)") for s in sp),
+            for t, s in zip(trains or [{}], sp) for r in rows[:1]),
+        "loss": _joined(t.get("loss", s.get("loss", "RD cosine loss: sum over stages of 1 − cos(teacher, student)"))
+                        for t, s in zip(trains or [{}], sp)),
         "seeds": ", ".join(str(s) for s in sorted({int(r.row["seed"]) for r in rows})),
         "epochs": _joined(int(r.row["epochs"]) for r in rows if _finite(r.row.get("epochs"))),
         "steps": _joined(t.get("steps", "?") for t in trains),
