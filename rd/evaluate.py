@@ -11,7 +11,6 @@ from __future__ import annotations
 import io as _io
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
