@@ -44,12 +44,6 @@ class RDSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "RDSpec":
-        student = StudentSpec(**{**d["student"], "decoder_depths": tuple(d["student"]["decoder_depths"])})
-        projection = tuple(d["projection"]) if d.get("projection") else None
-        return cls(backbone=d["backbone"], weights=d["weights"], projection=projection, student=student)
-
 
 def _structure(backbone: str) -> nn.Module:
     """The full timm model on the meta device: free to build, tells block types and depths."""
