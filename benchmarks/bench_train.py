@@ -503,7 +503,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from rd.anomaly_map import gaussian_sigma, raw_anomaly_map, smooth
     from rd.data import load_split, prepare_category
     from rd.io import save_torch
-    from rd.train import TrainConfig, build_seeded, model_checkpoint
+    from rd.run import TrainConfig, build_seeded, model_checkpoint
 
     torch.set_num_threads(args.threads)
     print(f"Machine: {machine_line(args.threads)}\n")

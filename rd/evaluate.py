@@ -18,53 +18,10 @@ import pandas as pd
 import torch
 
 from rd import io, metrics
-from rd.anomaly_map import anomaly_maps
+from rd.data import denormalize
 from rd.errors import RDError
-from rd.models import RD
-
-
-def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
-    """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
-    from rd.train import TrainConfig, build_seeded, teacher_fingerprint
-
-    ckpt = io.load_torch(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "rd-model/1":
-        raise RDError(f"{path} is not a model written by `python -m rd train`.", "pass the run's model.pt.")
-    cfg = ckpt["train_config"]
-    model = build_seeded(TrainConfig(**cfg))
-    model.load_student_state_dict(ckpt["student"])
-    if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
-        raise RDError(f"The teacher rebuilt for {path} ({cfg['backbone']}, weights={cfg['weights']}, "
-                      f"seed {cfg['seed']}) differs from the one the student was trained against.",
-                      "evaluate with the same weights file/cache and the same torch/timm versions as "
-                      "training, or retrain.")
-    model.eval()
-    return model, cfg
-
-
-@torch.no_grad()
-def predict(model: RD, images: torch.Tensor, image_size: int, device: torch.device | str,
-            batch_size: int = 16) -> np.ndarray:
-    """Smoothed anomaly maps (N, H, W) for normalised images (N, 3, H, W)."""
-    device = torch.device(device)
-    channels_last = device.type == "cuda"
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        t, s = model(x)
-        out.append(anomaly_maps(t, s, image_size))
-    return np.concatenate(out)
-
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    from rd.data import IMAGENET_MEAN, IMAGENET_STD
-
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    rgb = (images * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    return (rgb * 255).round().astype(np.uint8)
+from rd.inference import image_scores, predict
+from rd.run import load_model
 
 
 def select_failure_cases(test: dict, maps: np.ndarray, scores: np.ndarray, threshold: float, k: int) -> dict[str, np.ndarray]:
@@ -76,7 +33,7 @@ def select_failure_cases(test: dict, maps: np.ndarray, scores: np.ndarray, thres
     alarms = goods[np.argsort(-scores[goods], kind="stable")][:k]
     pick = np.concatenate([missed, alarms]).astype(int)
     return {
-        "images": _to_uint8(test["images"][pick]),
+        "images": denormalize(test["images"][pick]),
         "masks": test["masks"][pick, 0].numpy().astype(bool),
         "maps": maps[pick].astype(np.float16),
         "scores": scores[pick].astype(np.float32),
@@ -89,7 +46,7 @@ def select_failure_cases(test: dict, maps: np.ndarray, scores: np.ndarray, thres
 
 
 def compute_metrics(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, defect_types: list[str]) -> dict[str, Any]:
-    scores = maps.reshape(len(maps), -1).max(axis=1)
+    scores = image_scores(maps)
     img_f1, img_thr = metrics.f1_max_threshold(scores, labels)
     pix_f1, pix_thr = metrics.f1_max_threshold(maps.ravel(), masks.ravel())
     types = np.array(defect_types)
@@ -141,7 +98,7 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
         model = model.to(lease.device)
         maps = predict(model, test["images"], cfg["image_size"], lease.device, cfg["batch_size"])
     masks = test["masks"][:, 0].numpy().astype(bool)
-    scores = maps.reshape(len(maps), -1).max(axis=1)
+    scores = image_scores(maps)
     try:
         result = compute_metrics(maps, masks, labels, list(test["defect_types"]))
     except ValueError as exc:  # degenerate test data: no defect pixel, NaN maps, ...

@@ -13,14 +13,11 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import random
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,53 +27,13 @@ import torch
 from rd import io
 from rd.errors import RDError
 from rd.loss import cosine_distillation_loss
-from rd.models import RD, build_rd, count_params
+from rd.inference import image_scores, predict
+from rd.models import RD, count_params
 from rd.optim import make_optimizer, make_scheduler
+from rd.run import TrainConfig, build_seeded, model_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 FEATURE_CACHE_LIMIT_BYTES = 4 * 1024**3
-
-
-@dataclass
-class TrainConfig:
-    data_root: str
-    category: str
-    backbone: str
-    weights: str = "none"
-    projection: bool = False
-    student: str = "auto"
-    setting_name: str = "baseline"
-    setting: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 256
-    epochs: int = 200
-    batch_size: int = 16
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 1
-    bf16: bool = False
-    eval_every: int = 0
-    feature_cache: bool = True
-
-    def identity(self) -> str:
-        """Hash of everything that changes the result (not device/threads/cache): resume guard."""
-        keep = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "feature_cache")}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_seeded(cfg: TrainConfig) -> RD:
-    """The run's network, initialised from its seed (teacher included when it is random).
-
-    Evaluation calls this too: a random-init teacher is rebuilt, not stored, and checked by
-    fingerprint against the one training used.
-    """
-    seed_everything(cfg.seed)
-    return build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -181,13 +138,12 @@ def _progress(epoch: int, epochs: int, loss: float, lr: float, elapsed: float) -
 
 
 def _eval_columns(model: RD, test: dict, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    from rd.evaluate import predict
     from rd.metrics import image_auroc, pixel_auroc
 
     maps = predict(model, test["images"], cfg.image_size, device, cfg.batch_size)
     labels = test["labels"].numpy()
     masks = test["masks"][:, 0].numpy()
-    return {"image_auroc": image_auroc(maps.reshape(len(maps), -1).max(1), labels),
+    return {"image_auroc": image_auroc(image_scores(maps), labels),
             "pixel_auroc": pixel_auroc(maps, masks)}
 
 
@@ -298,27 +254,3 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
         io.save_torch(out / "model.pt", model_checkpoint(model, cfg))
         ckpt_path.unlink(missing_ok=True)
     return summary
-
-
-def teacher_fingerprint(model: RD) -> str:
-    """A hash of the teacher's tensors: evaluation refuses a teacher that is not the trained one."""
-    h = hashlib.sha256()
-    for key, t in sorted(model.teacher.state_dict().items()):
-        h.update(key.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def model_checkpoint(model: RD, cfg: TrainConfig) -> dict[str, Any]:
-    """Student weights + how to rebuild the teacher (config, seed) + the teacher's fingerprint.
-
-    The teacher is not stored: pretrained ones come from their weights, random ones from the
-    seed, and the fingerprint proves the rebuilt teacher is the one the student learnt from.
-    """
-    return {
-        "format": "rd-model/1",
-        "spec": model.spec.to_dict(),
-        "train_config": asdict(cfg),
-        "student": model.student_state_dict(),
-        "teacher_fingerprint": teacher_fingerprint(model),
-    }

@@ -68,7 +68,8 @@ def test_feature_cache_does_not_change_first_step_loss(brick_root):
     from rd.data import load_split
     from rd.loss import cosine_distillation_loss
     from rd.models import build_rd
-    from rd.train import seed_everything, teacher_features
+    from rd.run import seed_everything
+    from rd.train import teacher_features
 
     images = load_split(brick_root, "brick", "train", 64)["images"]
     seed_everything(0)

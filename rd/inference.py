@@ -1,0 +1,30 @@
+"""Inference on a trained RD network: smoothed anomaly maps and image scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rd.anomaly_map import anomaly_maps
+from rd.models import RD
+
+
+@torch.no_grad()
+def predict(model: RD, images: torch.Tensor, image_size: int, device: torch.device | str,
+            batch_size: int = 16) -> np.ndarray:
+    """Smoothed anomaly maps (N, H, W) for normalised images (N, 3, H, W)."""
+    device = torch.device(device)
+    channels_last = device.type == "cuda"
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        t, s = model(x)
+        out.append(anomaly_maps(t, s, image_size))
+    return np.concatenate(out)
+
+
+def image_scores(maps: np.ndarray) -> np.ndarray:
+    """The image-level anomaly score: the maximum of each map (the paper's choice)."""
+    return maps.reshape(len(maps), -1).max(axis=1)

@@ -1,0 +1,107 @@
+"""What defines a trained run and how to rebuild it: its config, seeding, teacher fingerprint
+and the ``model.pt`` format.
+
+Training writes a run with these pieces and evaluation (and prediction) rebuilds it from them;
+both import this module and neither imports the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rd import io
+from rd.errors import RDError
+from rd.models import RD, build_rd
+
+MODEL_FORMAT = "rd-model/1"
+
+
+@dataclass
+class TrainConfig:
+    data_root: str
+    category: str
+    backbone: str
+    weights: str = "none"
+    projection: bool = False
+    student: str = "auto"
+    setting_name: str = "baseline"
+    setting: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 256
+    epochs: int = 200
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 1
+    bf16: bool = False
+    eval_every: int = 0
+    feature_cache: bool = True
+
+    def identity(self) -> str:
+        """Hash of everything that changes the result (not device/threads/cache): resume guard."""
+        keep = {k: v for k, v in asdict(self).items() if k not in ("device", "threads", "feature_cache")}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_seeded(cfg: TrainConfig) -> RD:
+    """The run's network, initialised from its seed (teacher included when it is random).
+
+    Evaluation calls this too: a random-init teacher is rebuilt, not stored, and checked by
+    fingerprint against the one training used.
+    """
+    seed_everything(cfg.seed)
+    return build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection)
+
+
+def teacher_fingerprint(model: RD) -> str:
+    """A hash of the teacher's tensors: evaluation refuses a teacher that is not the trained one."""
+    h = hashlib.sha256()
+    for key, t in sorted(model.teacher.state_dict().items()):
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_checkpoint(model: RD, cfg: TrainConfig) -> dict[str, Any]:
+    """Student weights + how to rebuild the teacher (config, seed) + the teacher's fingerprint.
+
+    The teacher is not stored: pretrained ones come from their weights, random ones from the
+    seed, and the fingerprint proves the rebuilt teacher is the one the student learnt from.
+    """
+    return {
+        "format": MODEL_FORMAT,
+        "spec": model.spec.to_dict(),
+        "train_config": asdict(cfg),
+        "student": model.student_state_dict(),
+        "teacher_fingerprint": teacher_fingerprint(model),
+    }
+
+
+def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
+    """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
+    ckpt = io.load_torch(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
+        raise RDError(f"{path} is not a model written by `python -m rd train`.", "pass the run's model.pt.")
+    cfg = ckpt["train_config"]
+    model = build_seeded(TrainConfig(**cfg))
+    model.load_student_state_dict(ckpt["student"])
+    if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
+        raise RDError(f"The teacher rebuilt for {path} ({cfg['backbone']}, weights={cfg['weights']}, "
+                      f"seed {cfg['seed']}) differs from the one the student was trained against.",
+                      "evaluate with the same weights file/cache and the same torch/timm versions as "
+                      "training, or retrain.")
+    model.eval()
+    return model, cfg
