@@ -44,15 +44,17 @@ from rd.errors import RDError
 ID_COLUMNS = ["category", "backbone", "setting", "arm", "seed", "weights", "image_size", "epochs"]
 METRIC_COLUMNS = ["image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "image_f1max",
                   "pixel_f1max", "iou"]
+# What the teacher and student of a run were (from train.json): the fairness audit compares them.
+MODEL_COLUMNS = ["model", "teacher_tag", "pretraining", "weights_sha256", "student_family"]
 RUN_COLUMNS = ["train_seconds", "peak_mem_mb", "final_loss", "eval_seconds"]
 COST_COLUMNS = ["params_teacher", "params_bottleneck", "params_decoder", "params_student", "params_total",
                 "gflops_teacher", "gflops_student", "gflops_total", "latency_ms_batch1", "throughput_img_s"]
 BENCH_COLUMNS = ["bench_train_s", "bench_train_max_rss_mb", "bench_eval_s"]
-SUMMARY_COLUMNS = ID_COLUMNS + METRIC_COLUMNS + RUN_COLUMNS + COST_COLUMNS + BENCH_COLUMNS
+SUMMARY_COLUMNS = ID_COLUMNS + MODEL_COLUMNS + METRIC_COLUMNS + RUN_COLUMNS + COST_COLUMNS + BENCH_COLUMNS
 DEFECT_PREFIX = "defect_auroc:"
 INTEGER_COLUMNS = ["image_size", "epochs", "params_teacher", "params_bottleneck", "params_decoder",
                    "params_student", "params_total"]
-STRING_COLUMNS = ["category", "backbone", "setting", "arm", "weights", "run_dir"]
+STRING_COLUMNS = ["category", "backbone", "setting", "arm", "weights", "run_dir"] + MODEL_COLUMNS
 
 _STAGES = {"train": "train", "evaluate": "evaluate", "eval": "evaluate"}
 _SEED_RE = re.compile(r"^seed(\d+)$")
@@ -181,6 +183,12 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     row["weights"] = str(train.get("weights", "unknown"))
     row["image_size"] = _num(train.get("image_size", metrics.get("image_size")))
     row["epochs"] = _num(train.get("epochs"))
+    teacher = train.get("teacher") or {}
+    row["model"] = str(train.get("model") or ident["backbone"])
+    row["teacher_tag"] = str(teacher.get("tag") or "unknown")
+    row["pretraining"] = str(teacher.get("pretraining") or "unknown")
+    row["weights_sha256"] = str(teacher.get("sha256") or "")
+    row["student_family"] = str(train.get("student_family") or "unknown")
     for col in METRIC_COLUMNS:
         row[col] = _num(metrics.get(col))
     row["train_seconds"] = _num(train.get("train_seconds"))

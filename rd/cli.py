@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 from rd.errors import RDError
 
 Handler = Callable[[argparse.Namespace], None]
+STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
+                "a timm ResNet whose student structure to copy (e.g. wide_resnet50_2)")
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
@@ -58,6 +60,7 @@ def _add_smoke(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True)
     p.add_argument("--weights", default="none")
     p.add_argument("--image-sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--student", default="auto", help=STUDENT_HELP)
     p.add_argument("--projection", action="store_true", help="frozen 1x1 projection to ResNet channels")
     p.add_argument("--out", required=True)
 
@@ -66,7 +69,7 @@ def _run_smoke(a: argparse.Namespace) -> None:
     from rd.smoke import smoke_test
 
     smoke_test(a.backbone, weights=a.weights, image_sizes=a.image_sizes,
-               projection=a.projection, out=a.out)
+               projection=a.projection, student=a.student, out=a.out)
 
 
 # --------------------------------------------------------------------------- complexity
@@ -77,6 +80,8 @@ def _add_complexity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--projection", action="store_true")
+    p.add_argument("--student", default="auto", help=STUDENT_HELP)
+    p.add_argument("--name", default=None, help="the backbone's name in the config (default: --backbone)")
     p.add_argument("--out", required=True)
 
 
@@ -84,7 +89,8 @@ def _run_complexity(a: argparse.Namespace) -> None:
     from rd.complexity import measure_complexity
 
     measure_complexity(a.backbone, image_size=a.image_size, batch_size=a.batch_size,
-                       threads=a.threads, device=a.device, projection=a.projection, out=a.out)
+                       threads=a.threads, device=a.device, projection=a.projection,
+                       student=a.student, name=a.name, out=a.out)
 
 
 # --------------------------------------------------------------------------- train
@@ -92,7 +98,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True)
     p.add_argument("--category", required=True)
     p.add_argument("--backbone", required=True)
-    p.add_argument("--weights", default="none", help="none | imagenet | path to .pth/.safetensors")
+    p.add_argument("--weights", default="none",
+                   help="none | imagenet (ImageNet-1k only) | <model>.<tag> | path to .pth/.safetensors")
+    p.add_argument("--student", default="auto", help=STUDENT_HELP)
+    p.add_argument("--name", default="", help="the backbone's name in the config, runs are filed under it "
+                                              "(default: --backbone)")
     p.add_argument("--projection", action="store_true")
     p.add_argument("--setting-name", default="baseline")
     p.add_argument("--setting", type=_json_arg, default={},
@@ -115,7 +125,7 @@ def _run_train(a: argparse.Namespace) -> None:
 
     cfg = TrainConfig(
         data_root=a.data_root, category=a.category, backbone=a.backbone, weights=a.weights,
-        projection=a.projection, setting_name=a.setting_name, setting=a.setting,
+        projection=a.projection, student=a.student, name=a.name, setting_name=a.setting_name, setting=a.setting,
         image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed,
         device=a.device, threads=a.threads, bf16=a.bf16, eval_every=a.eval_every,
         feature_cache=not a.no_feature_cache,

@@ -58,6 +58,7 @@ def compute_metrics(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, def
         "image_auroc": metrics.image_auroc(scores, labels),
         "pixel_auroc": metrics.pixel_auroc(maps, masks),
         "aupro": metrics.aupro(maps, masks, fpr_limit=0.3),
+        "pro_rd4ad": metrics.pro_rd4ad(maps, masks),
         "image_ap": metrics.average_precision(scores, labels),
         "pixel_ap": metrics.pixel_average_precision(maps, masks),
         "image_f1max": img_f1, "image_f1max_threshold": img_thr,
@@ -89,6 +90,7 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     out = io.ensure_writable_dir(out_dir)
     torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
+    name = cfg.get("name") or cfg["backbone"]
     test = load_split(data_root, category, "test", cfg["image_size"])
     labels = test["labels"].numpy().astype(int)
     if labels.min() == labels.max():
@@ -105,8 +107,8 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
         raise RDError(f"Cannot compute metrics for {data_root}/{category}: {exc}.",
                       "check the test set and its ground-truth masks.") from exc
     result.update({
-        "category": category, "backbone": cfg["backbone"], "setting": cfg["setting_name"],
-        "arm": f"{cfg['backbone']}/{cfg['setting_name']}", "seed": cfg["seed"], "weights": cfg["weights"],
+        "category": category, "backbone": name, "model": cfg["backbone"], "setting": cfg["setting_name"],
+        "arm": f"{name}/{cfg['setting_name']}", "seed": cfg["seed"], "weights": cfg["weights"],
         "image_size": cfg["image_size"], "n_test": int(len(labels)), "n_anomalous": int(labels.sum()),
     })
     # metrics.json is written last and marks a complete evaluation: drop an earlier one before

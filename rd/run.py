@@ -31,7 +31,8 @@ class TrainConfig:
     backbone: str
     weights: str = "none"
     projection: bool = False
-    student: str = "auto"
+    student: str = "auto"          # auto | resnet | convnext | a timm ResNet name (its student)
+    name: str = ""                 # the backbone's name in the config (default: the timm model)
     setting_name: str = "baseline"
     setting: dict[str, Any] = field(default_factory=dict)
     image_size: int = 256
@@ -43,6 +44,11 @@ class TrainConfig:
     bf16: bool = False
     eval_every: int = 0
     feature_cache: bool = True
+
+    @property
+    def backbone_name(self) -> str:
+        """The name runs are filed and compared under (one timm model can serve two entries)."""
+        return self.name or self.backbone
 
     def identity(self) -> str:
         """Hash of everything that changes the result (not device/threads/cache): resume guard."""
@@ -63,7 +69,13 @@ def build_seeded(cfg: TrainConfig) -> RD:
     fingerprint against the one training used.
     """
     seed_everything(cfg.seed)
-    return build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection)
+    try:
+        return build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection)
+    except ValueError as exc:  # an unknown student choice, a backbone without stride-4/8/16 stages
+        raise RDError(f"Cannot build the RD network of {cfg.backbone_name} ({cfg.backbone}, student "
+                      f"{cfg.student!r}): {exc}.",
+                      "set the backbone's student to auto, resnet, convnext or a timm ResNet name, "
+                      "or pick another backbone.") from exc
 
 
 def teacher_fingerprint(model: RD) -> str:

@@ -42,17 +42,23 @@ def check_shapes(model: torch.nn.Module, image_size: int) -> list[list[int]]:
 
 
 def smoke_test(backbone: str, *, weights: str = "none", image_sizes: Sequence[int] = (128, 256),
-               projection: bool = False, out: str | os.PathLike | None = None) -> dict[str, Any]:
+               projection: bool = False, student: str = "auto",
+               out: str | os.PathLike | None = None) -> dict[str, Any]:
     for size in image_sizes:
         if size % 32:
             raise RDError(f"image size {size} is not a multiple of 32.", "RD needs stride-32 embeddings; use e.g. 128 or 256.")
     torch.manual_seed(0)
-    model = build_rd(backbone, weights, projection=projection)
+    try:
+        model = build_rd(backbone, weights, student=student, projection=projection)
+    except ValueError as exc:  # an unknown student choice
+        raise RDError(f"Cannot build {backbone} with student {student!r}: {exc}.",
+                      "set the backbone's student to auto, resnet, convnext or a timm ResNet name.") from exc
     trainable_teacher = count_params(model.teacher, trainable_only=True)
     if trainable_teacher:
         raise RDError(f"Teacher of {backbone} has {trainable_teacher} trainable parameters.", "this is a bug: report it.")
     result = {
         "backbone": backbone, "weights": weights, "projection": projection, "ok": True,
+        "teacher_weights": model.teacher_weights.to_dict() if model.teacher_weights else None,
         "channels": list(model.teacher.channels), "strides": list(model.teacher.strides),
         "student": model.spec.to_dict()["student"],
         "shapes": {str(size): check_shapes(model, size) for size in image_sizes},

@@ -48,6 +48,7 @@ PER_CATEGORY = "per_category:"
 WILCOXON_MIN_N = 6
 BOOTSTRAP_MIN_N = 5
 NAN = float("nan")
+DEGENERATE_RTOL = 1e-9  # relative spread of the differences below which they count as constant
 
 
 def comparison_name(arm_a: str, arm_b: str) -> str:
@@ -80,6 +81,19 @@ def bootstrap_ci(d: np.ndarray, *, n_boot: int = 10_000, seed: int = 0, level: f
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def is_degenerate(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when the paired differences do not vary beyond floating-point rounding.
+
+    Exact equality is not enough: metrics on a discrete grid (AUROC over 20 × 40 images moves
+    in steps of 1/800) give differences that are equal but for the last bits, and ``ttest_rel``
+    turns that spread of ~1e-17 into t ≈ 1e15, p ≈ 1e-30. A spread below ``DEGENERATE_RTOL``
+    times the size of the values is treated as no spread at all.
+    """
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))), float(np.finfo(float).tiny))
+    return bool(np.ptp(d) <= DEGENERATE_RTOL * scale)
+
+
 def paired_test(a: np.ndarray, b: np.ndarray, *, n_boot: int = 10_000, seed: int = 0) -> dict:
     """All numbers of one stats.csv row for paired samples ``a`` and ``b`` (difference b − a)."""
     from scipy import stats
@@ -100,9 +114,11 @@ def paired_test(a: np.ndarray, b: np.ndarray, *, n_boot: int = 10_000, seed: int
                        "is possible; add seeds or categories")
         row["wilcoxon_note"] = "n = 1 < 6: not run (see note)"
         return row
-    if np.all(d == d[0]):
-        what = "all differences are exactly 0 (the arms scored identically)" if d[0] == 0 else \
-            f"all {n} differences are equal ({d[0]:+.6g}), so their sd is 0"
+    if is_degenerate(a, b):
+        spread = float(np.ptp(d))
+        what = "all differences are exactly 0 (the arms scored identically)" if not np.any(d) else \
+            (f"all {n} differences are equal ({d.mean():+.6g})" +
+             (f" up to rounding (spread {spread:.2g})" if spread else "") + ", so their sd is 0")
         row["note"] = f"{what}: t, p, CI and d_z are undefined (0/0 or x/0), reported as NaN"
     else:
         res = stats.ttest_rel(b, a)

@@ -17,7 +17,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,7 +29,8 @@ from rd.errors import RDError
 from rd.loss import cosine_distillation_loss
 from rd.inference import image_scores, predict
 from rd.models import RD, count_params
-from rd.optim import make_optimizer, make_scheduler
+from rd.models.weights import RANDOM_TEACHER_INIT
+from rd.optim import make_optimizer, make_scheduler, weight_decay_rule
 from rd.run import TrainConfig, build_seeded, model_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
@@ -147,6 +148,62 @@ def _eval_columns(model: RD, test: dict, cfg: TrainConfig, device: torch.device)
             "pixel_auroc": pixel_auroc(maps, masks)}
 
 
+@dataclass
+class TrainingSetup:
+    """Everything a training loop needs, built as ``train`` builds it (benchmarks reuse it)."""
+
+    model: RD
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    images: torch.Tensor
+    device: torch.device
+    channels_last: bool
+    steps_per_epoch: int
+    autocast: Any
+    batch_size: int
+
+    def build_feature_cache(self) -> list[torch.Tensor] | None:
+        """The teacher's features of every training image, or None when they would not fit."""
+        if feature_bytes(self.model, len(self.images), self.images.shape[-1]) > FEATURE_CACHE_LIMIT_BYTES:
+            return None
+        return teacher_features(self.model, self.images, self.device, self.batch_size, self.channels_last)
+
+
+def prepare_training(cfg: TrainConfig, images: torch.Tensor, device: torch.device) -> TrainingSetup:
+    """The run's seeded network, optimizer (weight decay grouped) and per-step schedule."""
+    channels_last = device.type == "cuda"
+    model = build_seeded(cfg).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(student_modules(model), cfg.setting)
+    steps_per_epoch = len(batches(torch.arange(len(images)), cfg.batch_size))
+    scheduler = make_scheduler(optimizer, cfg.setting, steps_per_epoch, cfg.epochs)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else torch.autocast("cpu", enabled=False)
+    return TrainingSetup(model, optimizer, scheduler, images, device, channels_last, steps_per_epoch, autocast,
+                         cfg.batch_size)
+
+
+def student_modules(model: RD) -> torch.nn.Module:
+    """The trainable part (bottleneck + decoder) as one module, for named parameter groups."""
+    return torch.nn.ModuleDict({"bottleneck": model.bottleneck, "decoder": model.decoder})
+
+
+def run_record(model: RD, cfg: TrainConfig) -> dict[str, Any]:
+    """What defines the run's network and recipe, recorded in train.json for the fairness audit."""
+    s = model.spec.student
+    weights = model.teacher_weights
+    return {
+        "backbone": cfg.backbone_name, "model": cfg.backbone,
+        "teacher": weights.to_dict() if weights is not None else None,
+        "random_teacher_init": RANDOM_TEACHER_INIT if weights is not None and weights.kind == "random" else None,
+        "student": cfg.student, "student_family": s.family, "student_reference": s.reference,
+        "student_init": ("official RD4AD: Kaiming normal (fan-out) convs, norms weight 1 / bias 0"
+                         if s.family == "resnet" else
+                         "ConvNeXt: truncated normal (std 0.02), layer scale 1e-6; fusion convs as RD4AD"),
+        "weight_decay_rule": weight_decay_rule(cfg.setting),
+    }
+
+
 def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Train one run into ``out_dir`` (resuming from its checkpoint if one matches)."""
     from rd.data import load_split
@@ -166,16 +223,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
 
     with resolve_device(cfg.device) as lease:
         device = torch.device(lease.device)
-        channels_last = device.type == "cuda"
         if cfg.bf16 and device.type != "cuda":
             raise RDError("bf16 autocast was requested on the CPU.", "use it with device cuda only.")
-        model = build_seeded(cfg).to(device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = make_optimizer(trainable, cfg.setting)
-        steps_per_epoch = len(batches(torch.arange(len(images)), cfg.batch_size))
-        scheduler = make_scheduler(optimizer, cfg.setting, steps_per_epoch, cfg.epochs)
+        setup = prepare_training(cfg, images, device)
+        model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
+        channels_last, steps_per_epoch = setup.channels_last, setup.steps_per_epoch
 
         history: list[dict[str, Any]] = []
         start_epoch = 1
@@ -192,10 +244,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
             else:
                 print(f"ignoring {ckpt_path}: it belongs to a different configuration", file=sys.stderr)
 
-        use_cache = cfg.feature_cache and feature_bytes(model, len(images), cfg.image_size) <= FEATURE_CACHE_LIMIT_BYTES
-        cached = teacher_features(model, images, device, cfg.batch_size, channels_last) if use_cache else None
+        cached = setup.build_feature_cache() if cfg.feature_cache else None
         source = FeatureSource(model, images, device, channels_last, cached)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else torch.autocast("cpu", enabled=False)
+        autocast = setup.autocast
 
         t_start = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
         model.train()
@@ -235,6 +286,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
             **{k: v for k, v in asdict(cfg).items() if k in ("category", "backbone", "weights", "seed",
                                                              "image_size", "epochs", "batch_size", "projection")},
             "setting": cfg.setting_name, "setting_params": cfg.setting,
+            **run_record(model, cfg),
             # What the fairness audit compares, recorded rather than assumed.
             "preprocessing": f"resize to {cfg.image_size} px (bilinear, antialias; masks nearest), ImageNet mean/std",
             "augmentation": "none",

@@ -131,11 +131,11 @@ def test_weights_from_local_file_roundtrip(tmp_path):
     source = timm.create_model("resnet18")
     path = tmp_path / "r18.safetensors"
     save_file(source.state_dict(), str(path))
-    teacher = create_backbone("resnet18", str(path), out_indices=(1, 2, 3))
+    teacher = create_backbone("resnet18", str(path), out_indices=(1, 2, 3))[0]
     assert torch.equal(teacher.conv1.weight, source.conv1.weight)
     pth = tmp_path / "r18.pth"
     torch.save({"state_dict": source.state_dict()}, pth)
-    assert torch.equal(create_backbone("resnet18", str(pth), out_indices=(1, 2, 3)).layer3[0].conv1.weight,
+    assert torch.equal(create_backbone("resnet18", str(pth), out_indices=(1, 2, 3))[0].layer3[0].conv1.weight,
                        source.layer3[0].conv1.weight)
 
 
@@ -144,7 +144,7 @@ def test_weights_for_other_architecture_names_first_mismatch(tmp_path):
     torch.save(timm.create_model("resnet34").state_dict(), path)
     # resnet34 holds every resnet18 tensor with the same shape, plus extra blocks: the first extra names it.
     with pytest.raises(RDError, match=r"'layer1\.2\.conv1\.weight'.*first mismatch"):
-        create_backbone("resnet18", str(path), out_indices=(1, 2, 3))
+        create_backbone("resnet18", str(path), out_indices=(1, 2, 3))[0]
     path_wide = tmp_path / "r50.pth"
     torch.save(timm.create_model("resnet50").state_dict(), path_wide)
     with pytest.raises(RDError, match=r"'layer1\.0\.conv1\.weight' has shape \(64, 64, 1, 1\)"):
@@ -197,7 +197,7 @@ def test_efficientnet_lite0_imagenet_is_real():
     with torch.device("meta"):
         shape_model = timm.create_model("efficientnet_lite0")
     full = timm.create_model("efficientnet_lite0", pretrained=True,
-                             pretrained_cfg_overlay={"state_dict": _efficientnet_lite0_state_dict(shape_model)}).eval()
+                             pretrained_cfg_overlay={"state_dict": _efficientnet_lite0_state_dict(shape_model)[0]}).eval()
     img = resize(data.chelsea(), (224, 224), anti_aliasing=True).astype(np.float32)
     x = (torch.from_numpy(img).permute(2, 0, 1) - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
     with torch.no_grad():

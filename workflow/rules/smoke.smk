@@ -9,6 +9,8 @@ rule smoke:
         "results/smoke/{backbone}.json",
     params:
         weights=backbone_weights,
+        model=backbone_model,
+        student=student_flag,
         projection=projection_flag,
         sizes=smoke_sizes(),
     log:
@@ -20,5 +22,5 @@ rule smoke:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd smoke --backbone {wildcards.backbone} --weights {params.weights:q}"
+        "python -m rd smoke --backbone {params.model} --student {params.student} --weights {params.weights:q}"
         " --image-sizes {params.sizes} {params.projection} --out {output:q} > {log:q} 2>&1"

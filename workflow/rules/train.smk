@@ -16,6 +16,8 @@ rule train:
         root=ROOT,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
         weights=backbone_weights,
+        model=backbone_model,
+        student=student_flag,
         projection=projection_flag,
         setting=setting_json,
         image_size=config["image_size"],
@@ -37,7 +39,8 @@ rule train:
         "../../environment.yml"
     shell:
         "python -m rd train --data-root {params.root:q} --category {wildcards.category}"
-        " --backbone {wildcards.backbone} --weights {params.weights:q} {params.projection}"
+        " --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
+        " --weights {params.weights:q} {params.projection}"
         " --setting-name {wildcards.setting} --setting {params.setting:q}"
         " --image-size {params.image_size} --epochs {params.epochs} --batch-size {params.batch_size}"
         " --seed {wildcards.seed} --device {params.device} --threads {threads}"
