@@ -1,4 +1,4 @@
-"""Exact AUPRO: rd.metrics.aupro vs anomalib 2.7's AUPRO on identical inputs (issue 6, bench 2).
+"""Exact AUPRO: rd.metrics.aupro vs anomalib 2.7's AUPRO on identical inputs (RESULTS.md item 2).
 
 100 score maps of 256x256: about half the images carry 1-4 blob-shaped defect regions, the
 score maps are smooth noise plus a smoothed copy of the mask (correlated, imperfect). Both

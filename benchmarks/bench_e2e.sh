@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmark (issue 6, item 3): the default `snakemake --cores 8` on a fresh clone.
+# End-to-end benchmark (RESULTS.md item 3): the default `snakemake --cores 8` on a fresh clone.
 #
 # Prints (and writes to <workdir>/e2e_report.md) the wall time of the whole workflow, the time
 # of every rule from Snakemake's own log (job start -> "Finished jobid"), and the train/evaluate

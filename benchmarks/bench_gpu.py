@@ -1,4 +1,4 @@
-"""GPU training step: wide_resnet50_2 RD at 256 px, batch 16 (issue 6, item 5).
+"""GPU training step: wide_resnet50_2 RD at 256 px, batch 16 (RESULTS.md item 5).
 
 Arms, all in one process and interleaved window by window (median of the windows), each the
 step ``rd.train.train`` runs (``FeatureSource`` + ``training_step`` + scheduler step):

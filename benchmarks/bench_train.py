@@ -1,4 +1,4 @@
-"""Training throughput, achieved GFLOP/s, evaluation time and job startup (issue 6, items 1 and 4).
+"""Training throughput, achieved GFLOP/s, evaluation time and job startup (RESULTS.md items 1 and 4).
 
 Sub-commands (each prints markdown tables; run them with the benchmark environment, i.e. one
 with ``anomalib==2.7.0`` and ``fvcore`` installed next to this repo's dependencies):

@@ -26,7 +26,7 @@ workflow); a TSV that matches no run gives a warning and is ignored; a run witho
 empty ``bench_*`` cells; two TSVs for one run and stage are an error. Several rows in a TSV
 (Snakemake's ``repeat()``) are averaged (seconds) or maximised (max RSS).
 
-Output columns (contract): see ``SUMMARY_COLUMNS``; then one ``defect_auroc:<type>`` column per
+Output columns: see ``SUMMARY_COLUMNS``; then one ``defect_auroc:<type>`` column per
 defect type seen in any run, then ``run_dir``. Rows are sorted by category, backbone, setting, seed.
 """
 

@@ -1,6 +1,6 @@
 """Which device a training or evaluation job runs on: ``--device auto|cpu|cuda|cuda:N``.
 
-Snakemake does not set ``CUDA_VISIBLE_DEVICES`` for local jobs (snakemake issue #281), so
+Snakemake does not set ``CUDA_VISIBLE_DEVICES`` for local jobs, so
 on a workstation with several GPUs every job would otherwise land on ``cuda:0``.
 :func:`resolve_device` decides, in this order:
 

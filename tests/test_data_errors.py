@@ -1,4 +1,4 @@
-"""Bad-input catalogue for data (issue 7): every broken tree fails in ``validate_category`` with
+"""Bad-input catalogue for data: every broken tree fails in ``validate_category`` with
 an RDError naming the path, and through ``python -m rd prepare-data`` with exit code 2, one
 stderr line starting with "error:" that names the path, no traceback and no manifest."""
 

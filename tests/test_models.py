@@ -73,7 +73,7 @@ def test_timm_out_indices_follow_strides():
 
 
 def test_torchvision_convnext_stage_taps():
-    """The design guide tapped torchvision features[1,2,3] (strides 4/8/8); stages are [1,3,5]."""
+    """torchvision features[1,2,3] give strides 4/8/8; the stride-4/8/16 stages are [1,3,5]."""
     import torchvision
 
     features = torchvision.models.convnext_tiny().features.eval()

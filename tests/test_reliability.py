@@ -1,4 +1,4 @@
-"""Reliability catalogue (issue 7): what a user can get wrong, and how the tool answers.
+"""Reliability catalogue: what a user can get wrong, and how the tool answers.
 
 Every bad-input case runs the real command line and must end the same way:
 

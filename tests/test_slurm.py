@@ -9,7 +9,7 @@ A single-node cluster (munged + slurmctld + slurmd from Debian's slurm-wlm 22.05
    longer real workflow is blamed for anything;
 2. the real workflow with ``workflow/configs/tiny.yaml`` in a temp copy of the repo.
 
-The profile copy is adapted exactly as the README tells a user to: ``slurm_partition`` added
+The profile copy is adapted exactly as docs/slurm.md tells a user to: ``slurm_partition`` added
 to ``default-resources`` (the cluster's default partition refuses jobs, so this is proven);
 plus ``--slurm-no-account`` and ``--slurm-status-command squeue`` on the command line (this
 cluster has no accounting). Test-only: shorter status polling
@@ -84,7 +84,7 @@ def copy_repo(dst: Path) -> Path:
 
 
 def adapt_profile(profile_dir: Path, partition: str) -> dict:
-    """What the README tells users to do: name their partition under default-resources."""
+    """What docs/slurm.md tells users to do: name their partition under default-resources."""
     path = profile_dir / "config.yaml"
     prof = yaml.safe_load(path.read_text())
     assert prof.get("executor") == "slurm", f"{path}: executor must be slurm"

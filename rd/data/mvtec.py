@@ -14,7 +14,7 @@ good images or without defects, a defect image without its mask, a mask whose si
 from its image, an image or mask that cannot be decoded (every file is fully decoded, so
 truncated files are caught; PNGs also get their chunk checksums and end marker verified).
 
-Policy for files that are not images (decided for issue 7):
+Policy for files that are not images:
 
 * A file whose extension is not an image extension (``.DS_Store``, ``Thumbs.db``, ``notes.txt``,
   ...), a hidden file (name starting with ``.``, e.g. macOS ``._000.png`` companions) and a

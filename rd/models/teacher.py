@@ -37,7 +37,7 @@ def rd_out_indices(feature_info: Sequence[dict]) -> tuple[int, int, int]:
 class FrozenProjection(nn.Module):
     """1x1 conv + BN per stage mapping teacher channels to target channels (frozen).
 
-    The design guide's variant for giving a ConvNeXt teacher ResNet-shaped features. It
+    A way to give a ConvNeXt teacher ResNet-shaped features (``projection: true``). It
     belongs to the teacher and is frozen with it: a trainable projection would let teacher
     and student collapse to the same trivial features and the distillation loss to zero.
     """

@@ -15,7 +15,7 @@ from snakemake.utils import validate
 
 SCHEMA_PATH = Path(workflow.current_basedir) / ".." / "schemas" / "config.schema.yaml"
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
-FIX_HINT = "keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and the README's config reference."
+FIX_HINT = "keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and in docs/configuration.md."
 
 
 # --------------------------------------------------------------------------- validation
