@@ -40,20 +40,20 @@ warnings.filterwarnings("ignore")
 class OursArm:
     def __init__(self, name: str, backbone: str, images: torch.Tensor, device: torch.device, batch_size: int,
                  *, bf16: bool, channels_last: bool, cache: bool) -> None:
-        from rd.models import build_rd
-        from rd.optim import BASELINE, make_optimizer, make_scheduler
-        from rd.train import FeatureSource, batches, epoch_order, teacher_features, training_step
+        from rd.optim import BASELINE
+        from rd.run import TrainConfig
+        from rd.train import FeatureSource, batches, epoch_order, prepare_training, teacher_features, training_step
 
-        torch.manual_seed(0)
         self.name, self.device = name, device
-        self.model = build_rd(backbone, "none").to(device)
+        cfg = TrainConfig(data_root="", category="", backbone=backbone, setting=BASELINE, image_size=images.shape[-1],
+                          epochs=200, batch_size=batch_size, seed=0, device=str(device), bf16=bf16)
+        setup = prepare_training(cfg, images, device)  # exactly what rd.train.train builds
+        self.model, self.optimizer, self.scheduler = setup.model, setup.optimizer, setup.scheduler
+        channels_last = channels_last or setup.channels_last  # train uses channels_last on CUDA
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(trainable, BASELINE)
         self._batches = lambda e: [b for b in batches(epoch_order(len(images), 0, e), batch_size)
                                    if len(b) == batch_size]
-        self.scheduler = make_scheduler(self.optimizer, BASELINE, len(self._batches(1)), 200)
         self._build = lambda: teacher_features(self.model, images, device, batch_size, channels_last)
         self.cache_seconds = None
         cached = None

@@ -130,25 +130,25 @@ class Ours:
     def __init__(self, backbone: str, images: torch.Tensor, batch_size: int, *, cache: bool = True,
                  channels_last: bool = False, adam: str = "default", gather: str = "index_select",
                  seed: int = 0) -> None:
-        from rd.optim import BASELINE, make_optimizer, make_scheduler
-        from rd.train import FeatureSource, batches, epoch_order, teacher_features, training_step
-        from rd.models import build_rd
+        from rd.optim import BASELINE, make_scheduler
+        from rd.run import TrainConfig
+        from rd.train import FeatureSource, batches, epoch_order, prepare_training, teacher_features, training_step
 
-        torch.manual_seed(seed)
         self.backbone, self.images, self.batch_size = backbone, images, batch_size
-        self.model = build_rd(backbone, "none")
         self.device = torch.device("cpu")
+        cfg = TrainConfig(data_root="", category="", backbone=backbone, setting=BASELINE, image_size=images.shape[-1],
+                          epochs=200, batch_size=batch_size, seed=seed, device="cpu")
+        setup = prepare_training(cfg, images, self.device)  # exactly what rd.train.train builds
+        self.model, self.optimizer, self.scheduler = setup.model, setup.optimizer, setup.scheduler
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        if adam == "default":  # what rd.optim.make_optimizer builds for the baseline setting
-            self.optimizer = make_optimizer(trainable, BASELINE)
-        else:
+        if adam != "default":  # another Adam implementation, same update rule
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
             self.optimizer = torch.optim.Adam(trainable, lr=BASELINE["lr"], betas=tuple(BASELINE["betas"]),
                                               **{adam: True})
+            self.scheduler = make_scheduler(self.optimizer, BASELINE, setup.steps_per_epoch, 200)
         self._batches = lambda epoch: batches(epoch_order(len(images), seed, epoch), batch_size)
-        self.scheduler = make_scheduler(self.optimizer, BASELINE, len(self._batches(1)), 200)
         self._teacher_features = lambda: teacher_features(self.model, images, self.device, batch_size,
                                                           channels_last)
         self.cached = self._teacher_features() if cache else None

@@ -258,3 +258,43 @@ def test_every_block_of_a_random_teacher_changes_its_input(backbone):
     # timm's training init (zero last BN, layer scale 1e-6) gives 0 and ~1e-8 here; active
     # branches change a block's input by 2 % (ConvNeXt's first stage) to over 20 %.
     assert min(changes.values()) > 0.01, changes
+
+
+# --------------------------------------------------------------------------- what a run records
+def test_a_run_records_teacher_student_and_decay_rule(brick_root, tmp_path):
+    """train.json, metrics.json and summary.csv carry the resolved teacher and the student."""
+    import hashlib
+    import json
+
+    import pandas as pd
+    import timm
+
+    from rd.aggregate import build_summary
+    from rd.evaluate import evaluate_run
+    from rd.run import TrainConfig
+    from rd.train import train
+
+    torch.manual_seed(3)
+    weights = tmp_path / "pico.pth"
+    torch.save(timm.create_model("convnext_pico").state_dict(), weights)
+    run = tmp_path / "results/runs/textures/brick/pico_rs/tuned/seed0"
+    tuned = {"optimizer": "adamw", "lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.05, "schedule": "cosine"}
+    cfg = TrainConfig(data_root=str(brick_root), category="brick", backbone="convnext_pico", name="pico_rs",
+                      student="resnet", weights=str(weights), setting_name="tuned", setting=tuned,
+                      image_size=32, epochs=1, batch_size=16, device="cpu")
+    record = train(cfg, run)
+    assert record["backbone"] == "pico_rs" and record["model"] == "convnext_pico"
+    assert record["student_family"] == "resnet" and record["student_reference"] == "resnet18"
+    assert record["params"]["student"] == 15_383_168
+    assert record["teacher"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["teacher"]["tag"] == f"file:{weights.resolve()}"
+    assert "none on biases and 1-D" in record["weight_decay_rule"]
+    assert record["random_teacher_init"] is None
+    assert json.loads((run / "train.json").read_text())["teacher"]["pretraining"] == "other"
+    metrics = evaluate_run(run / "model.pt", data_root=str(brick_root), category="brick", out_dir=run, device="cpu")
+    assert metrics["arm"] == "pico_rs/tuned" and 0 <= metrics["pro_rd4ad"] <= 1
+    summary = build_summary([run])
+    row = summary.iloc[0]
+    assert (row["backbone"], row["model"], row["student_family"]) == ("pico_rs", "convnext_pico", "resnet")
+    assert row["weights_sha256"] == record["teacher"]["sha256"] and row["pretraining"] == "other"
+    assert isinstance(summary, pd.DataFrame)
