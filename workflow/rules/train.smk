@@ -14,6 +14,7 @@ rule train:
         info=f"{RUN}/train.json",
     params:
         root=ROOT,
+        dataset=DATASET,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
         weights=backbone_weights,
         projection=projection_flag,
@@ -36,7 +37,7 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd train --data-root {params.root:q} --category {wildcards.category}"
+        "python -m rd train --data-root {params.root:q} --dataset {params.dataset} --category {wildcards.category}"
         " --backbone {wildcards.backbone} --weights {params.weights:q} {params.projection}"
         " --setting-name {wildcards.setting} --setting {params.setting:q}"
         " --image-size {params.image_size} --epochs {params.epochs} --batch-size {params.batch_size}"
