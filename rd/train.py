@@ -162,7 +162,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
                 if cfg.eval_every else None)
     images = train_set["images"]
     if len(images) < 2:
-        raise RDError(f"Only {len(images)} training image(s) in {cfg.data_root}/{cfg.category}/train/good.",
+        raise RDError(f"Only {len(images)} training image(s) in the {cfg.dataset} train split of "
+                      f"{cfg.data_root}/{cfg.category}.",
                       "RD needs at least two good training images; add more.")
 
     with resolve_device(cfg.device) as lease:

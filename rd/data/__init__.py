@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
 from types import ModuleType
+from typing import Any
 
 from rd.data import btad, layout, mvtec, mvtec_ad2, visa
 from rd.data.mvtec import (
