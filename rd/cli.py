@@ -21,6 +21,9 @@ Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
                 "a timm ResNet whose student structure to copy (e.g. wide_resnet50_2)")
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+# The dataset readers (rd.data.DATASETS; listed here so that --help does not import rd.data).
+DATASETS = ["textures", "mvtec", "visa", "mvtec_ad2", "btad"]
+DATASET_HELP = "layout of --data-root: mvtec (also textures), visa, mvtec_ad2 or btad"
 
 
 def _json_arg(text: str) -> dict:
@@ -35,9 +38,10 @@ def _json_arg(text: str) -> dict:
 
 # --------------------------------------------------------------------------- prepare-data
 def _add_prepare_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=["textures", "mvtec"], required=True,
-                   help="textures: generate the embedded dataset; mvtec: validate a user-given root")
-    p.add_argument("--root", required=True, help="dataset root (MVTec AD layout)")
+    p.add_argument("--dataset", choices=DATASETS, required=True,
+                   help="textures: generate the embedded dataset; mvtec, visa, mvtec_ad2, btad: validate a "
+                        "user-given root in that dataset's own layout")
+    p.add_argument("--root", required=True, help="dataset root (the folder holding the categories)")
     p.add_argument("--category", required=True)
     p.add_argument("--seed", type=int, default=0, help="generation seed (textures only)")
     p.add_argument("--n-train", type=int, help="textures: good training crops (default 100)")
@@ -96,6 +100,7 @@ def _run_complexity(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- train
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True)
+    p.add_argument("--dataset", choices=DATASETS, default="mvtec", help=DATASET_HELP)
     p.add_argument("--category", required=True)
     p.add_argument("--backbone", required=True)
     p.add_argument("--weights", default="none",
@@ -124,7 +129,7 @@ def _run_train(a: argparse.Namespace) -> None:
     from rd.train import TrainConfig, train
 
     cfg = TrainConfig(
-        data_root=a.data_root, category=a.category, backbone=a.backbone, weights=a.weights,
+        data_root=a.data_root, category=a.category, backbone=a.backbone, dataset=a.dataset, weights=a.weights,
         projection=a.projection, student=a.student, name=a.name, setting_name=a.setting_name, setting=a.setting,
         image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed,
         device=a.device, threads=a.threads, bf16=a.bf16, eval_every=a.eval_every,
@@ -136,6 +141,8 @@ def _run_train(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- evaluate
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True)
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help=DATASET_HELP + " (default: the dataset the model was trained on)")
     p.add_argument("--category", required=True)
     p.add_argument("--model", required=True, help="model.pt written by train")
     p.add_argument("--device", default="auto")
@@ -148,7 +155,7 @@ def _run_evaluate(a: argparse.Namespace) -> None:
     from rd.evaluate import evaluate_run
 
     evaluate_run(a.model, data_root=a.data_root, category=a.category, out_dir=a.out_dir,
-                 device=a.device, threads=a.threads, failure_cases=a.failure_cases)
+                 device=a.device, threads=a.threads, failure_cases=a.failure_cases, dataset=a.dataset)
 
 
 # --------------------------------------------------------------------------- aggregate / stats / report

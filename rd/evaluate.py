@@ -82,7 +82,8 @@ def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.n
 
 
 def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str, out_dir: str | os.PathLike,
-                 device: str = "auto", threads: int = 1, failure_cases: int = 4) -> dict[str, Any]:
+                 device: str = "auto", threads: int = 1, failure_cases: int = 4,
+                 dataset: str | None = None) -> dict[str, Any]:
     from rd.data import load_split
     from rd.devices import resolve_device
 
@@ -91,7 +92,8 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
     name = cfg.get("name") or cfg["backbone"]
-    test = load_split(data_root, category, "test", cfg["image_size"])
+    dataset = dataset or cfg.get("dataset", "mvtec")  # default: the layout the run was trained on
+    test = load_split(data_root, category, "test", cfg["image_size"], dataset=dataset)
     labels = test["labels"].numpy().astype(int)
     if labels.min() == labels.max():
         raise RDError(f"The test set of {data_root}/{category} has only {'defect' if labels[0] else 'good'} images.",

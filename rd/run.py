@@ -29,6 +29,7 @@ class TrainConfig:
     data_root: str
     category: str
     backbone: str
+    dataset: str = "mvtec"
     weights: str = "none"
     projection: bool = False
     student: str = "auto"          # auto | resnet | convnext | a timm ResNet name (its student)

@@ -214,11 +214,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
         raise RDError(f"epochs={cfg.epochs}, batch_size={cfg.batch_size}: need epochs >= 1 and batch_size >= 2.",
                       "fix epochs/batch_size in the config.")
     torch.set_num_threads(max(1, cfg.threads))
-    train_set = load_split(cfg.data_root, cfg.category, "train", cfg.image_size)
-    test_set = load_split(cfg.data_root, cfg.category, "test", cfg.image_size) if cfg.eval_every else None
+    train_set = load_split(cfg.data_root, cfg.category, "train", cfg.image_size, dataset=cfg.dataset)
+    test_set = (load_split(cfg.data_root, cfg.category, "test", cfg.image_size, dataset=cfg.dataset)
+                if cfg.eval_every else None)
     images = train_set["images"]
     if len(images) < 2:
-        raise RDError(f"Only {len(images)} training image(s) in {cfg.data_root}/{cfg.category}/train/good.",
+        raise RDError(f"Only {len(images)} training image(s) in the {cfg.dataset} train split of "
+                      f"{cfg.data_root}/{cfg.category}.",
                       "RD needs at least two good training images; add more.")
 
     with resolve_device(cfg.device) as lease:

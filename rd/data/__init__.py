@@ -1,36 +1,87 @@
-"""Data: the MVTec AD layout reader/validator and the embedded texture dataset.
+"""Data: one reader per dataset layout, and the embedded texture dataset.
 
-``prepare_category`` is what ``python -m rd prepare-data`` calls: for ``textures`` it generates
-(or reuses) the category and validates it, for ``mvtec`` it only validates; then it writes the
-manifest atomically. On any problem it raises ``RDError`` and leaves no manifest behind (a stale
-one from an earlier run at the same path is removed, so no later step trusts it).
+Readers (``dataset`` names as in the config's ``dataset.name``):
+
+* ``mvtec`` (and ``textures``, which is generated in that layout): :mod:`rd.data.mvtec`;
+* ``visa``: :mod:`rd.data.visa` (the split file ``split_csv/1cls.csv`` decides train/test);
+* ``mvtec_ad2``: :mod:`rd.data.mvtec_ad2` (test on ``test_public``);
+* ``btad``: :mod:`rd.data.btad`.
+
+Each reader lists a category into the same records (image, mask, label, defect type or
+``anomaly``, path); decoding, size checks, tensors and the manifest are shared
+(:mod:`rd.data.layout`). ``prepare_category`` is what ``python -m rd prepare-data`` calls: for
+``textures`` it generates (or reuses) the category and validates it, for the others it only
+validates; then it writes the manifest atomically. On any problem it raises ``RDError`` and
+leaves no manifest behind (a stale one from an earlier run at the same path is removed, so no
+later step trusts it).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from rd.data import btad, layout, mvtec, mvtec_ad2, visa
 from rd.data.mvtec import (
     IMAGE_EXTENSIONS,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    CategoryIndex,
     IgnoredFilesWarning,
     MVTecDataset,
+    check_files,
     denormalize,
-    load_split,
+    load_samples,
     scan_category,
     validate_category,
 )
 from rd.errors import RDError
 
-DATASETS = ("textures", "mvtec")
+DATASETS = ("textures", "mvtec", "visa", "mvtec_ad2", "btad")
+# The official categories of each real dataset (mvtec: any folder in the MVTec AD layout).
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "visa": visa.CATEGORIES, "mvtec_ad2": mvtec_ad2.CATEGORIES, "btad": btad.CATEGORIES,
+}
+_READERS: dict[str, ModuleType] = {"visa": visa, "mvtec_ad2": mvtec_ad2, "btad": btad}
 
 __all__ = [
-    "DATASETS", "IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "IgnoredFilesWarning", "MVTecDataset",
-    "denormalize", "load_split", "prepare_category", "scan_category", "validate_category",
+    "CATEGORIES", "DATASETS", "IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "IgnoredFilesWarning",
+    "MVTecDataset", "denormalize", "load_split", "prepare_category", "scan", "scan_category", "validate",
+    "validate_category",
 ]
+
+
+def _check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise RDError(f"Unknown dataset kind {dataset!r}.", f"use one of {', '.join(DATASETS)}.")
+    return dataset
+
+
+def scan(dataset: str, root: str | os.PathLike, category: str, *, warn: bool = True) -> CategoryIndex:
+    """List one category with its dataset's reader (no pixel read); RDError on any layout problem."""
+    reader = _READERS.get(_check_dataset(dataset), mvtec)
+    return reader.scan_category(root, category, warn=warn)
+
+
+def validate(dataset: str, root: str | os.PathLike, category: str) -> dict[str, Any]:
+    """Check one category completely (layout, every file decoded, mask sizes); return its manifest."""
+    if _check_dataset(dataset) not in _READERS:
+        return validate_category(root, category)
+    reader = _READERS[dataset]
+    index = reader.scan_category(root, category)
+    check_files(index)
+    return layout.manifest(index, dataset, **reader.manifest_extra(index))
+
+
+def load_split(root: str | os.PathLike, category: str, split: str, image_size: int,
+               dataset: str = "mvtec") -> dict[str, Any]:
+    """Decode one split (``train`` or ``test``) of a category into stacked tensors, with the
+    dataset's reader. Same output as :func:`rd.data.mvtec.load_split`: ``images`` (N,3,S,S
+    float32, ImageNet-normalised), ``masks`` (N,1,S,S bool), ``labels``, ``defect_types``, ``paths``.
+    """
+    return load_samples(scan(dataset, root, category).split(split), image_size)
 
 
 def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed: int = 0,
@@ -39,8 +90,9 @@ def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed:
     """Generate (textures) and/or validate (both) one category; return and optionally write its manifest.
 
     Manifest: dataset, root, category, n_train, n_test_good, n_test_defect, n_test_per_type,
-    defect_types, file_list_sha256, ignored_files, seed (textures; null for mvtec), generated
-    (bool), and for textures content_sha256 and generator_version.
+    defect_types, file_list_sha256, ignored_files, seed (textures; null otherwise), generated
+    (bool), for textures content_sha256 and generator_version, for visa / mvtec_ad2 / btad
+    content_sha256 and split_rule (visa also split_sha256, mvtec_ad2 also test_set, n_validation).
     """
     try:
         manifest = _prepare(dataset, root, category, seed, generate_options or {})
@@ -60,8 +112,7 @@ def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed:
 
 def _prepare(dataset: str, root: str | os.PathLike, category: str, seed: int,
              generate_options: dict[str, int]) -> dict[str, Any]:
-    if dataset not in DATASETS:
-        raise RDError(f"Unknown dataset kind {dataset!r}.", f"use one of {', '.join(DATASETS)}.")
+    _check_dataset(dataset)
     if generate_options and dataset != "textures":
         raise RDError("Generation options were given for a dataset that is only validated.",
                       "drop the dataset.generate settings, or use the textures dataset.")
@@ -73,5 +124,5 @@ def _prepare(dataset: str, root: str | os.PathLike, category: str, seed: int,
         marker = textures.read_marker(folder) or {}
         extra = {"seed": int(seed), "generated": True, "content_sha256": marker.get("content_sha256"),
                  "generator_version": marker.get("generator_version")}
-    manifest = validate_category(root, category)
+    manifest = validate(dataset, root, category)
     return {"dataset": dataset, **manifest, **extra}

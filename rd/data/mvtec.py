@@ -155,8 +155,8 @@ def _find_mask(gt_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) -> CategoryIndex:
-    """List a category and check its structure (no decoding). Raises RDError on any problem."""
+def category_folder(root: str | os.PathLike, category: str) -> tuple[Path, Path]:
+    """(root, root/category) once both exist as folders; RDError naming the missing one otherwise."""
     root = Path(root)
     if not root.exists():
         raise RDError(f"Dataset root {root} does not exist.",
@@ -169,6 +169,21 @@ def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) 
         what = "is not a folder" if folder.exists() else "does not exist"
         raise RDError(f"Category folder {folder} {what}; categories found in {root}: {_existing_categories(root)}.",
                       "check the category name (case matters) or the data root.")
+    return root, folder
+
+
+def warn_ignored(folder: Path, ignored: list[str]) -> None:
+    """One IgnoredFilesWarning naming (up to ten of) the skipped files."""
+    if ignored:
+        shown = ", ".join(str(folder / r) for r in ignored[:10])
+        more = f" and {len(ignored) - 10} more" if len(ignored) > 10 else ""
+        warnings.warn(f"Ignored {len(ignored)} non-image file(s) in {folder}: {shown}{more}.",
+                      IgnoredFilesWarning, stacklevel=3)
+
+
+def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) -> CategoryIndex:
+    """List a category and check its structure (no decoding). Raises RDError on any problem."""
+    root, folder = category_folder(root, category)
     train_dir = folder / "train" / "good"
     if not train_dir.is_dir():
         raise RDError(f"Wrong layout: {train_dir} is missing ({_LAYOUT}).",
@@ -218,11 +233,8 @@ def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) 
                       f"add defect images in {test_dir}/<defect type> with masks in {gt_root}/<defect type>.")
     test.sort(key=lambda s: s.rel)
     ignored.sort()
-    if warn and ignored:
-        shown = ", ".join(str(folder / r) for r in ignored[:10])
-        more = f" and {len(ignored) - 10} more" if len(ignored) > 10 else ""
-        warnings.warn(f"Ignored {len(ignored)} non-image file(s) in {folder}: {shown}{more}.",
-                      IgnoredFilesWarning, stacklevel=2)
+    if warn:
+        warn_ignored(folder, ignored)
     return CategoryIndex(root, category, folder, train, test, defect_types, ignored)
 
 
@@ -264,6 +276,12 @@ def validate_category(root: str | os.PathLike, category: str) -> dict[str, Any]:
     defect_types, file_list_sha256, ignored_files.
     """
     index = scan_category(root, category)
+    check_files(index)
+    return manifest_of(index)
+
+
+def check_files(index: CategoryIndex) -> None:
+    """Decode every image and mask of ``index`` in full and check each mask has its image's size."""
     empty_masks = []
     for s in index.train + index.test:
         img = _decode(s.path, "image", strict=True)
@@ -274,8 +292,7 @@ def validate_category(root: str | os.PathLike, category: str) -> dict[str, Any]:
                 empty_masks.append(str(s.mask_path))
     if empty_masks:
         warnings.warn(f"{len(empty_masks)} defect mask(s) are all zero (no defect pixel): "
-                      f"{', '.join(empty_masks[:5])}{' ...' if len(empty_masks) > 5 else ''}.", stacklevel=2)
-    return manifest_of(index)
+                      f"{', '.join(empty_masks[:5])}{' ...' if len(empty_masks) > 5 else ''}.", stacklevel=3)
 
 
 def manifest_of(index: CategoryIndex) -> dict[str, Any]:
@@ -332,10 +349,14 @@ def load_split(root: str | os.PathLike, category: str, split: str, image_size: i
     ``labels`` (N int64), ``defect_types`` (list[str]), ``paths`` (list[str]), ordered by
     relative path. Raises RDError for the same problems as :func:`validate_category`.
     """
+    return load_samples(scan_category(root, category).split(split), image_size)
+
+
+def load_samples(samples: list[Sample], image_size: int) -> dict[str, Any]:
+    """Decode ``samples`` (one split of any reader's index) into the tensors of :func:`load_split`."""
     import torch
 
     size = _check_image_size(image_size)
-    samples = scan_category(root, category).split(split)
     images = torch.empty(len(samples), 3, size, size, dtype=torch.float32)
     masks = torch.empty(len(samples), 1, size, size, dtype=torch.bool)
     for i, s in enumerate(samples):

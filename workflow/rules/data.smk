@@ -1,7 +1,7 @@
 # Protocol: the same data for every arm. The embedded `textures` dataset is generated here
 # (the category folder is an output, so deleting it regenerates it); a user-given root
-# (`mvtec`) is only validated. Either way the manifest (counts + file-list hash) is what
-# training depends on, and the report shows it.
+# (`mvtec`, `visa`, `mvtec_ad2`, `btad`) is only validated, by that dataset's reader. Either
+# way the manifest (counts + file-list hash) is what training depends on, and the report shows it.
 
 
 rule prepare_data:

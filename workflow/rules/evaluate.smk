@@ -13,6 +13,7 @@ rule evaluate:
         failure_cases=f"{RUN}/failure_cases.npz",
     params:
         root=ROOT,
+        dataset=DATASET,
         out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
         device=config["device"],
         failure_cases=config["failure_cases"],
@@ -28,6 +29,6 @@ rule evaluate:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd evaluate --data-root {params.root:q} --category {wildcards.category}"
+        "python -m rd evaluate --data-root {params.root:q} --dataset {params.dataset} --category {wildcards.category}"
         " --model {input.model:q} --device {params.device} --threads {threads}"
         " --failure-cases {params.failure_cases} --out-dir {params.out_dir:q} > {log:q} 2>&1"

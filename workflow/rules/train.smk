@@ -14,6 +14,7 @@ rule train:
         info=f"{RUN}/train.json",
     params:
         root=ROOT,
+        dataset=DATASET,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
         weights=backbone_weights,
         model=backbone_model,
@@ -38,7 +39,7 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd train --data-root {params.root:q} --category {wildcards.category}"
+        "python -m rd train --data-root {params.root:q} --dataset {params.dataset} --category {wildcards.category}"
         " --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
         " --weights {params.weights:q} {params.projection}"
         " --setting-name {wildcards.setting} --setting {params.setting:q}"
