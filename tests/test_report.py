@@ -13,8 +13,8 @@ import pytest
 from rd.aggregate import write_summary
 from rd.errors import RDError
 from rd.report import MAIN_FIGURES, build_report
-from rd.report.build import _git_commit
-from rd.report.fixtures import make_fake_report, make_fake_results
+from rd.report.inputs import git_commit as _git_commit
+from helpers.report_fixtures import make_fake_report, make_fake_results
 from rd.stats import write_stats
 
 ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "efficientnet_lite0/baseline")

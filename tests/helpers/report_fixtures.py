@@ -1,4 +1,4 @@
-"""Synthetic results in the exact on-disk formats of contracts.md, for tests and demos.
+"""Synthetic results in the on-disk formats the pipeline writes, for tests and demos.
 
 ``make_fake_results(root, ...)`` writes, under ``root``:
 
