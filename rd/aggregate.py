@@ -42,8 +42,9 @@ from typing import Any, Iterable, Sequence
 from rd.errors import RDError
 
 ID_COLUMNS = ["category", "backbone", "setting", "arm", "seed", "weights", "image_size", "epochs"]
-METRIC_COLUMNS = ["image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "image_f1max",
-                  "pixel_f1max", "iou"]
+from rd.metrics import METRICS as _METRICS  # noqa: E402  (the one metric list)
+
+METRIC_COLUMNS = [m.name for m in _METRICS]
 RUN_COLUMNS = ["train_seconds", "peak_mem_mb", "final_loss", "eval_seconds"]
 COST_COLUMNS = ["params_teacher", "params_bottleneck", "params_decoder", "params_student", "params_total",
                 "gflops_teacher", "gflops_student", "gflops_total", "latency_ms_batch1", "throughput_img_s"]

@@ -2,9 +2,9 @@
 
 Public API (unit-tested in ``tests/test_audit.py``):
 
-* ``arm_facts(arm, runs, config) -> ArmFacts``: what one arm's runs recorded (train.json,
-  summary row, test-set hash), each as a display string; values that differ between the
-  arm's runs are all shown, values no run recorded are "unknown".
+* ``arm_facts(arm, runs, config) -> ArmFacts`` (from ``rd.report.facts``): what one arm's
+  runs recorded (train.json, summary row, test-set hash), each as a display string; values
+  that differ between the arm's runs are all shown, values no run recorded are "unknown".
 * ``fairness_audit(comparisons, facts, manifests) -> list[ComparisonAudit]``: one audit per
   comparison, a row per aspect with status ``equal`` / ``different`` / ``by design`` (what the
   comparison varies on purpose) / ``unknown``, and caveats for what makes a difference
@@ -18,126 +18,29 @@ the data, budget, recipe and pretraining match; the audit says which of them do.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from rd.report.facts import ArmFacts, arm_facts, fmt_params, is_random_weights
 from rd.report.formatting import METRIC_LABEL, finite, fmt_num, fmt_p, fmt_pt, joined
-from rd.report.inputs import Run
+
+__all__ = ["ALPHA", "ArmFacts", "AuditRow", "Caveat", "ComparisonAudit", "HeadlineCaveat", "Verdict",
+           "arm_facts", "architecture_note", "audit_comparison", "fairness_audit", "headline_caveats",
+           "is_random_weights", "verdict", "RANDOM_INIT_MEANING", "STUDENT_SIZE_RATIO"]
 
 ALPHA = 0.05
 EQUAL, DIFFERENT, BY_DESIGN, UNKNOWN = "equal", "different", "by design", "unknown"
 RANDOM_INIT_MEANING = (
-    "Reverse Distillation assumes a pretrained teacher whose features already tell normal from anomalous; "
-    "with random weights the numbers measure the architecture with random features, not the pretrained "
-    "backbone. Do not read such a comparison as evidence about pretrained ResNet vs ConvNeXt teachers; rerun "
-    "with weights: imagenet (or a local checkpoint) for that.")
-RANDOM_WEIGHTS = {"none", "random", "scratch", "", "null"}
-RANDOM_INIT, PRETRAINING_DIFFERS, NOT_SAME_PROTOCOL = \
-    "RANDOM-INIT TEACHER", "TEACHER PRETRAINING DIFFERS", "NOT THE SAME PROTOCOL"
-DEFAULT_LOSS = "RD cosine loss: sum over stages of 1 − cos(teacher, student)"
-
-
-# --------------------------------------------------------------------------- facts of one arm
-@dataclass(frozen=True)
-class ArmFacts:
-    """What the runs of one arm recorded, as display strings (distinct values comma-joined).
-
-    ``test_split``: sha256 over the per-category test-list hashes, "mixed" when seeds of one
-    category saw different test lists, None when a run has no scores.csv.
-    """
-
-    arm: str
-    backbone: str
-    setting: str
-    categories: list[str]
-    test_split: str | None
-    image_size: str
-    augmentation: str
-    preprocessing: str
-    loss: str
-    seeds: str
-    epochs: str
-    steps: str
-    batch_size: str
-    decoder: str
-    weights: str
-    random_teacher: bool
-    setting_params: str
-
-
-def is_random_weights(weights: Any) -> bool:
-    """True for the weights values that mean "randomly initialised teacher"."""
-    return weights is None or str(weights).strip().lower() in RANDOM_WEIGHTS
-
-
-def decoder_family(backbone: str, train: dict) -> str:
-    """The decoder train.json names, else the one the backbone name implies (said so)."""
-    if train.get("decoder"):
-        return str(train["decoder"])
-    name = backbone.lower()
-    for family in ("convnext", "resnet", "efficientnet", "mobilenet", "vit"):
-        if family in name:
-            return f"de_{'resnet' if family == 'resnet' else family} (from the backbone name)"
-    return "unknown"
-
-
-def describe_setting(name: str, params: dict) -> str:
-    inner = ", ".join(f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in params.items())
-    return f"{name}: {inner}" if inner else name
-
-
-def _test_split(runs: Sequence[Run], categories: list[str]) -> str | None:
-    per_category = {}
-    for category in categories:
-        hashes = {r.test_hash for r in runs if r.row["category"] == category}
-        if len(hashes) == 1 and None not in hashes:
-            per_category[category] = next(iter(hashes))
-        else:
-            per_category[category] = "mixed" if len(hashes) > 1 else None
-    if any(v is None for v in per_category.values()):
-        return None
-    if any(v == "mixed" for v in per_category.values()):
-        return "mixed"
-    return hashlib.sha256(json.dumps(sorted(per_category.items())).encode()).hexdigest()
-
-
-def arm_facts(arm: str, runs: Sequence[Run], config: dict) -> ArmFacts:
-    """Facts of ``arm`` from its runs (other arms' runs in ``runs`` are ignored).
-
-    A fact no train.json recorded falls back to the config's setting (optimiser), to the
-    pipeline's fixed choice (loss, preprocessing) or to "unknown".
-    """
-    rows = [r for r in runs if r.row["arm"] == arm]
-    backbone, _, setting = arm.partition("/")
-    trains = [r.train for r in rows if r.train]
-    setting_params = [t.get("setting_params") or {} for t in trains] or \
-        [(config.get("settings") or {}).get(setting, {})]
-    categories = sorted({r.row["category"] for r in rows})
-
-    def size_of(run: Run) -> str:
-        return str(int(run.row["image_size"])) if finite(run.row.get("image_size")) else "?"
-
-    return ArmFacts(
-        arm=arm, backbone=backbone, setting=setting, categories=categories,
-        test_split=_test_split(rows, categories),
-        image_size=joined(int(r.row["image_size"]) for r in rows if finite(r.row.get("image_size"))),
-        augmentation=joined(t.get("augmentation", s.get("augmentation", "none")) for t, s in zip(trains, setting_params))
-        if trains else "none",
-        preprocessing=joined(t.get("preprocessing") or s.get("preprocessing", "resize to {size} px").replace(
-            "{size}", size_of(r)) for t, s in zip(trains or [{}], setting_params) for r in rows[:1]),
-        loss=joined(t.get("loss", s.get("loss", DEFAULT_LOSS)) for t, s in zip(trains or [{}], setting_params)),
-        seeds=", ".join(str(s) for s in sorted({int(r.row["seed"]) for r in rows})),
-        epochs=joined(int(r.row["epochs"]) for r in rows if finite(r.row.get("epochs"))),
-        steps=joined(t.get("steps", "?") for t in trains),
-        batch_size=joined(t.get("batch_size", config.get("batch_size", "?")) for t in trains),
-        decoder=joined(decoder_family(backbone, t) for t in (trains or [{}])),
-        weights=joined(r.row.get("weights", "unknown") for r in rows),
-        random_teacher=any(is_random_weights(r.row.get("weights")) for r in rows),
-        setting_params=joined(describe_setting(setting, s) for s in setting_params),
-    )
+    "A random teacher is an architecture prior only, no pretraining. Reverse Distillation assumes a pretrained "
+    "teacher whose features already tell normal from anomalous; with random weights the numbers measure the "
+    "architecture with random features, not the pretrained backbone. Do not read such a comparison as evidence "
+    "about pretrained ResNet vs ConvNeXt teachers; rerun with weights: imagenet (or a local checkpoint) for that.")
+RANDOM_INIT, PRETRAINING_DIFFERS, NOT_SAME_PROTOCOL, STUDENT_DIFFERS = \
+    "RANDOM-INIT TEACHER", "TEACHER PRETRAINING DIFFERS", "NOT THE SAME PROTOCOL", "STUDENT DIFFERS"
+STUDENT_SIZE_RATIO = 1.25  # students within this factor of each other count as the same size
+# rows with their own caveat; NOT THE SAME PROTOCOL lists the other "different" rows
+OWN_CAVEAT_ROWS = ("teacher pretraining", "student family", "student parameters")
 
 
 # --------------------------------------------------------------------------- the audit
@@ -170,6 +73,7 @@ class ComparisonAudit:
     arm_b: str
     rows: list[AuditRow] = field(default_factory=list)
     caveats: list[Caveat] = field(default_factory=list)
+    architecture_note: str = ""  # what the verdicts add about teacher vs student (see architecture_note())
 
     @property
     def kinds(self) -> list[str]:
@@ -214,6 +118,95 @@ def _manifest_note(categories: list[str], manifests: Mapping[str, dict]) -> str:
             + ", ".join(f"{c} {str(h)[:10]}" for c, h in zip(categories, hashes)))
 
 
+def _is_unknown(value: str) -> bool:
+    return "unknown" in value.split(", ")
+
+
+def _pretraining_row(facts_a: ArmFacts, facts_b: ArmFacts) -> AuditRow:
+    """Compares the pretraining *data* (in1k vs in12k differ even for the same tag family)."""
+    value_a = f"{facts_a.pretraining} ({facts_a.teacher_tag})"
+    value_b = f"{facts_b.pretraining} ({facts_b.teacher_tag})"
+    recorded = {facts_a.weights_sha256, facts_b.weights_sha256} - {"unknown", "none"}
+    hashes = f"weights sha256 {facts_a.weights_sha256[:12]} vs {facts_b.weights_sha256[:12]}" if recorded else ""
+    pa, pb = facts_a.pretraining, facts_b.pretraining
+    if _is_unknown(pa) or _is_unknown(pb):
+        if {pa, pb} == {"unknown", "none"}:  # a random teacher against a pretrained one
+            return AuditRow("teacher pretraining", value_a, value_b, DIFFERENT,
+                            "one teacher is random (no pretraining), the other pretrained (its data is not "
+                            "recorded in this older train.json)")
+        return AuditRow("teacher pretraining", value_a, value_b, UNKNOWN,
+                        f"train.json does not record the teacher's pretraining (older run; weights settings "
+                        f"'{facts_a.weights}' vs '{facts_b.weights}'): rerun train to record it")
+    if pa == pb:
+        return AuditRow("teacher pretraining", value_a, value_b, EQUAL, hashes)
+    note = f"the arms saw different pretraining data ({pa} vs {pb})"
+    return AuditRow("teacher pretraining", value_a, value_b, DIFFERENT, "; ".join(x for x in (note, hashes) if x))
+
+
+def _student_rows(facts_a: ArmFacts, facts_b: ArmFacts) -> list[AuditRow]:
+    """Student family and size: RD's student mirrors its teacher, so a teacher comparison may
+    also compare two different students; within ``STUDENT_SIZE_RATIO`` counts as equal."""
+    fa, fb = facts_a.student_family, facts_b.student_family
+    if _is_unknown(fa) or _is_unknown(fb):
+        family = AuditRow("student family", fa, fb, UNKNOWN, "train.json does not record the student family")
+    elif fa == fb:
+        family = AuditRow("student family", fa, fb, EQUAL)
+    else:
+        family = AuditRow("student family", fa, fb, DIFFERENT,
+                          f"{fa} vs {fb} student: the comparison also compares the students")
+    sa, sb = facts_a.student_params, facts_b.student_params
+    size_a, size_b = fmt_params(sa), fmt_params(sb)
+    if not sa or not sb:
+        size = AuditRow("student parameters", size_a, size_b, UNKNOWN, "no trainable-student size recorded")
+    else:
+        ratio = max(sa + sb) / min(sa + sb)
+        if ratio <= STUDENT_SIZE_RATIO:
+            size = AuditRow("student parameters", size_a, size_b, EQUAL,
+                            "" if ratio == 1 else f"within {STUDENT_SIZE_RATIO}x of each other (ratio {ratio:.2f})")
+        else:
+            size = AuditRow("student parameters", size_a, size_b, DIFFERENT,
+                            f"{size_a} vs {size_b}: ratio {ratio:.2f}, more than {STUDENT_SIZE_RATIO}x")
+    return [family, size]
+
+
+def _students_text(facts_a: ArmFacts, facts_b: ArmFacts) -> str:
+    return (f"{facts_a.student_family} {fmt_params(facts_a.student_params)} vs "
+            f"{facts_b.student_family} {fmt_params(facts_b.student_params)}")
+
+
+def architecture_note(facts_a: ArmFacts, facts_b: ArmFacts, student_rows: Sequence[AuditRow]) -> str:
+    """What the verdict of a comparison says about the architectures it compares: students
+    that differ (family, or size beyond the ratio) make the result about teacher and student
+    together; the same student with different teachers isolates the teacher."""
+    statuses = {r.status for r in student_rows}
+    if DIFFERENT in statuses:
+        return (f"the students differ ({_students_text(facts_a, facts_b)}): the difference mixes teacher and "
+                "student, not the teacher alone")
+    if statuses == {EQUAL} and facts_a.backbone != facts_b.backbone:
+        return (f"same student family and size ({_students_text(facts_a, facts_b)}): the teacher is the only "
+                "architectural difference")
+    return ""
+
+
+def _random_caveat_text(random_arms: Sequence[ArmFacts], verb_subject: str) -> str:
+    """The random-teacher caveat, with the initialisation training recorded (once per sentence)."""
+    by_init: dict[str, list[str]] = {}
+    for f in random_arms:
+        if f.random_teacher_init:
+            by_init.setdefault(f.random_teacher_init, []).append(f.arm)
+    if len(by_init) == 1 and sum(map(len, by_init.values())) == len(random_arms):
+        init_text = f" Initialisation recorded by training: {next(iter(by_init))}."
+    else:
+        init_text = "".join(f" Initialisation recorded by training for {', '.join(arms)}: {init}."
+                            for init, arms in by_init.items())
+    return f"{verb_subject}. {RANDOM_INIT_MEANING}{init_text}"
+
+
+def _optimiser_text(facts: ArmFacts) -> str:
+    rule = "weight decay rule not recorded" if _is_unknown(facts.weight_decay_rule) else facts.weight_decay_rule
+    return f"{facts.setting_params}; {rule}"
+
+
 def audit_comparison(arm_a: str, arm_b: str, facts_a: ArmFacts, facts_b: ArmFacts,
                      manifests: Mapping[str, dict]) -> ComparisonAudit:
     """The audit rows and caveats of one comparison (``arm_b`` vs ``arm_a``)."""
@@ -244,29 +237,35 @@ def audit_comparison(arm_a: str, arm_b: str, facts_a: ArmFacts, facts_b: ArmFact
         note="what the comparison is about" if backbones_differ else "")
     add("decoder family", facts_a.decoder, facts_b.decoder, by_design=backbones_differ,
         note="the decoder mirrors its teacher" if facts_a.decoder != facts_b.decoder else "")
-    add("optimiser and schedule (setting)", facts_a.setting_params, facts_b.setting_params, by_design=True,
+    student_rows = _student_rows(facts_a, facts_b)
+    rows.extend(student_rows)
+    add("optimiser and schedule (setting)", _optimiser_text(facts_a), _optimiser_text(facts_b), by_design=True,
         note=("the setting differs: the comparison measures backbone and recipe together"
               if facts_a.setting_params != facts_b.setting_params and backbones_differ else ""))
-    add("teacher pretraining", facts_a.weights, facts_b.weights)
+    pretraining = _pretraining_row(facts_a, facts_b)
+    rows.append(pretraining)
 
     caveats = []
     random_arms = [f for f in (facts_a, facts_b) if f.random_teacher]
     if random_arms:
         who = " and ".join(f"{f.arm} (weights: {f.weights})" for f in random_arms)
-        caveats.append(Caveat(RANDOM_INIT, [f.arm for f in random_arms],
-                              f"{who} {'use' if len(random_arms) > 1 else 'uses'} a randomly initialised, frozen "
-                              f"teacher. {RANDOM_INIT_MEANING}"))
-    if facts_a.weights != facts_b.weights:
+        caveats.append(Caveat(RANDOM_INIT, [f.arm for f in random_arms], _random_caveat_text(
+            random_arms, f"{who} {'use' if len(random_arms) > 1 else 'uses'} a randomly initialised, frozen teacher")))
+    if pretraining.status == DIFFERENT:
         caveats.append(Caveat(PRETRAINING_DIFFERS, [arm_a, arm_b],
-                              f"{arm_a} uses weights '{facts_a.weights}', {arm_b} uses '{facts_b.weights}'. Any "
-                              "difference mixes the architecture with the pretraining, so it cannot be attributed "
-                              "to the backbone."))
-    unfair = [r.aspect for r in rows if r.status == DIFFERENT and r.aspect != "teacher pretraining"]
+                              f"{arm_a}'s teacher is {pretraining.value_a}, {arm_b}'s is {pretraining.value_b}: "
+                              f"{pretraining.note}. Any difference mixes the architecture with the pretraining, so "
+                              "it cannot be attributed to the backbone."))
+    arch_note = architecture_note(facts_a, facts_b, student_rows)
+    if any(r.status == DIFFERENT for r in student_rows):
+        caveats.append(Caveat(STUDENT_DIFFERS, [arm_a, arm_b], arch_note[0].upper() + arch_note[1:] + "."))
+    unfair = [r.aspect for r in rows if r.status == DIFFERENT and r.aspect not in OWN_CAVEAT_ROWS]
     if unfair:
         caveats.append(Caveat(NOT_SAME_PROTOCOL, [arm_a, arm_b],
                               f"these differ between the arms although the protocol keeps them equal: "
                               f"{', '.join(unfair)}. The difference in results may come from them."))
-    return ComparisonAudit(name=f"{arm_b} vs {arm_a}", arm_a=arm_a, arm_b=arm_b, rows=rows, caveats=caveats)
+    return ComparisonAudit(name=f"{arm_b} vs {arm_a}", arm_a=arm_a, arm_b=arm_b, rows=rows, caveats=caveats,
+                           architecture_note=arch_note)
 
 
 def fairness_audit(comparisons: Iterable[tuple[str, str]], facts: Mapping[str, ArmFacts],
@@ -282,10 +281,10 @@ def headline_caveats(audits: Sequence[ComparisonAudit], facts: Mapping[str, ArmF
     random_arms = [a for a in facts if facts[a].random_teacher]
     if random_arms:
         affected = [a.name for a in audits if RANDOM_INIT in a.kinds]
-        out.insert(0, HeadlineCaveat(
-            ", ".join(affected) or "no comparison", RANDOM_INIT,
+        out.insert(0, HeadlineCaveat(", ".join(affected) or "no comparison", RANDOM_INIT, _random_caveat_text(
+            [facts[a] for a in random_arms],
             f"{', '.join(random_arms)} {'use' if len(random_arms) > 1 else 'uses'} a randomly initialised, frozen "
-            f"teacher (weights: {joined(facts[a].weights for a in random_arms)}). {RANDOM_INIT_MEANING}"))
+            f"teacher (weights: {joined(facts[a].weights for a in random_arms)})")))
     return out
 
 
@@ -339,5 +338,8 @@ def verdict(stats_row: Mapping[str, Any], audit: ComparisonAudit | None = None) 
     if finite(row.get("boot_ci_low")):
         details.append(f"bootstrap 95% CI [{fmt_pt(row['boot_ci_low'], digits)}, "
                        f"{fmt_pt(row['boot_ci_high'], digits)}] pt")
-    return Verdict(text=f"{row['comparison']}: {', '.join(parts)} — {conclusion}", kind=kind,
+    text = f"{row['comparison']}: {', '.join(parts)} — {conclusion}"
+    if audit is not None and audit.architecture_note:
+        text += f"; {audit.architecture_note}"
+    return Verdict(text=text, kind=kind,
                    details="; ".join(details), flags=audit.kinds if audit else [])

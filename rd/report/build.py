@@ -6,8 +6,8 @@ category called ``<b>x</b>``) show as text. A missing per-run file is said in th
 never a crash.
 
 This module only wires the parts together; each lives in its own module:
-``inputs`` (what is read), ``audit`` (fairness audit and verdicts), ``tables``, ``curves``
-(data) and ``figures`` (drawing), ``failures``, ``what_ran``, ``reproduce``.
+``inputs`` (what is read), ``facts`` and ``audit`` (fairness audit and verdicts), ``tables``, ``curves``
+(data) and ``figures`` (drawing), ``failures``, ``what_ran``, ``paper_check``, ``reproduce``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from rd.report.curves import collect_curves
 from rd.report.failures import failure_section
 from rd.report.figures import arm_colors, cost_scatter, curve_figures, data_uri
 from rd.report.inputs import dataset_of_config, git_commit, load_config, load_manifests, load_run
+from rd.report.paper_check import reproduction_check
 from rd.report.reproduce import reproduce
 from rd.report.tables import cost_table, defect_tables, main_tables, stats_section
 from rd.report.what_ran import header
@@ -78,7 +79,8 @@ def build_report(summary: str | Path, stats: str | Path, config: str | Path, man
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     html = env.get_template("report.html.j2").render(
-        h=header(summary_frame, config_dict, config_path, runs, arms, main["categories"], git),
+        h=header(summary_frame, config_dict, config_path, runs, arms, main["categories"], git, manifests_by_category),
+        paper=reproduction_check(config_dict, summary_frame, arms),
         loud=headline_caveats(audits, facts), fairness=audits, main=main,
         stats=stats_section(stats_frame, comparisons, {a.name: a for a in audits}),
         cost={"rows": cost_rows}, figs={k: data_uri(v) for k, v in figs.items()},

@@ -13,15 +13,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rd.metrics import METRICS as METRIC_INFO
+
 MINUS = "\u2212"
 MISSING = "—"
 
-# metric name -> label as shown in tables and verdicts, in display order
-METRICS = [("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO"),
-           ("image_ap", "image AP"), ("pixel_ap", "pixel AP"), ("image_f1max", "image F1max"),
-           ("pixel_f1max", "pixel F1max"), ("iou", "IoU")]
+# metric name -> label as shown in tables and verdicts, in display order (from rd.metrics.METRICS)
+METRICS = [(m.name, m.label) for m in METRIC_INFO]
 METRIC_LABEL = dict(METRICS)
-HEADLINE_METRICS = ("image_auroc", "pixel_auroc", "aupro")  # shown at a glance, open by default
+HEADLINE_METRICS = tuple(m.name for m in METRIC_INFO if m.headline)  # at a glance, open by default
 
 
 def finite(x: Any) -> bool:

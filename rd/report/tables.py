@@ -156,7 +156,8 @@ def cost_table(summary, arms: Sequence[str]) -> tuple[list[dict], list[tuple[str
 
 
 def defect_tables(summary, arms: Sequence[str]) -> list[dict]:
-    """Per category: image AUROC per defect type and arm, and the hardest type."""
+    """Per category: image AUROC per defect type and arm, and the hardest type (None when the
+    category has a single type, as in datasets that label every defect "anomaly")."""
     cols = [c for c in summary.columns if c.startswith("defect_auroc:")]
     out = []
     for category in sorted(set(summary["category"])):
@@ -171,7 +172,9 @@ def defect_tables(summary, arms: Sequence[str]) -> list[dict]:
                 cells.append({"mean": stats["mean"], "text": mean_sd_text(stats)})
             _mark_best(cells)
             rows.append({"type": col.split(":", 1)[1], "cells": cells})
-        if rows:
+        if len(rows) > 1:
             hardest = min(rows, key=lambda r: min([c["mean"] for c in r["cells"] if finite(c["mean"])], default=1.0))
             out.append({"category": category, "rows": rows, "hardest": hardest["type"]})
+        elif rows:  # one type (e.g. a dataset whose defects are all typed "anomaly"): nothing to rank
+            out.append({"category": category, "rows": rows, "hardest": None})
     return out
