@@ -44,7 +44,7 @@ def main_tables(summary, arms: Sequence[str]) -> dict:
         values = [r["cells"][m]["mean"] for r in overall if finite(r["cells"][m]["mean"])]
         best[m] = max(values) if values else math.nan
     for r in overall:
-        r["cells"] = [{"metric": m, "text": f"{fmt_pt(c['mean'])} ± {fmt_pt(c['sd'])}",
+        r["cells"] = [{"metric": m, "text": mean_sd_text(c),
                        "ci": f"[{fmt_pt(c['lo'])}, {fmt_pt(c['hi'])}]" if finite(c["lo"]) else "",
                        "best": finite(c["mean"]) and c["mean"] == best[m]} for m, c in r["cells"].items()]
 
