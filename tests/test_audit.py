@@ -88,6 +88,13 @@ def test_old_runs_audit_rows_are_unknown():
     assert result.architecture_note == ""  # no claim about students that were not recorded
 
 
+def test_old_runs_with_different_student_sizes_still_say_so():
+    result, _ = audit(seeds("resnet18/baseline", legacy=True, student=15_383_168),
+                      seeds("convnext_pico/baseline", legacy=True, student=8_812_416))
+    assert result.row("student parameters").status == DIFFERENT
+    assert result.architecture_note.startswith("the students differ (15.4 M vs 8.8 M)")
+
+
 # --------------------------------------------------------------------------- teacher pretraining
 def test_pretraining_in1k_vs_in12k_is_different_and_flagged():
     result, _ = audit(seeds("convnext_tiny/a", teacher="in1k"), seeds("convnext_tiny/b", teacher="in12k"))
@@ -129,8 +136,8 @@ def test_student_family_equal_and_different():
     assert STUDENT_DIFFERS in diff.kinds
 
 
-@pytest.mark.parametrize("size_b, status", [(12_500_000, EQUAL), (12_500_001, DIFFERENT), (8_000_000, EQUAL), (7_999_999, DIFFERENT),
-                                            (10_000_000, EQUAL)])
+@pytest.mark.parametrize("size_b, status", [(12_500_000, EQUAL), (12_500_001, DIFFERENT), (8_000_000, EQUAL),
+                                            (7_999_999, DIFFERENT), (10_000_000, EQUAL)])
 def test_student_parameters_ratio_boundary(size_b, status):
     result, _ = audit(seeds("convnext_pico/a", student=10_000_000), seeds("convnext_tiny/a", student=size_b))
     assert result.row("student parameters").status == status

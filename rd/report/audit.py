@@ -128,38 +128,39 @@ def _pretraining_row(facts_a: ArmFacts, facts_b: ArmFacts) -> AuditRow:
     value_b = f"{facts_b.pretraining} ({facts_b.teacher_tag})"
     recorded = {facts_a.weights_sha256, facts_b.weights_sha256} - {"unknown", "none"}
     hashes = f"weights sha256 {facts_a.weights_sha256[:12]} vs {facts_b.weights_sha256[:12]}" if recorded else ""
-    pa, pb = facts_a.pretraining, facts_b.pretraining
-    if _is_unknown(pa) or _is_unknown(pb):
-        if {pa, pb} == {"unknown", "none"}:  # a random teacher against a pretrained one
+    pretraining_a, pretraining_b = facts_a.pretraining, facts_b.pretraining
+    if _is_unknown(pretraining_a) or _is_unknown(pretraining_b):
+        if {pretraining_a, pretraining_b} == {"unknown", "none"}:  # a random teacher against a pretrained one
             return AuditRow("teacher pretraining", value_a, value_b, DIFFERENT,
                             "one teacher is random (no pretraining), the other pretrained (its data is not "
                             "recorded in this older train.json)")
         return AuditRow("teacher pretraining", value_a, value_b, UNKNOWN,
                         f"train.json does not record the teacher's pretraining (older run; weights settings "
                         f"'{facts_a.weights}' vs '{facts_b.weights}'): rerun train to record it")
-    if pa == pb:
+    if pretraining_a == pretraining_b:
         return AuditRow("teacher pretraining", value_a, value_b, EQUAL, hashes)
-    note = f"the arms saw different pretraining data ({pa} vs {pb})"
+    note = f"the arms saw different pretraining data ({pretraining_a} vs {pretraining_b})"
     return AuditRow("teacher pretraining", value_a, value_b, DIFFERENT, "; ".join(x for x in (note, hashes) if x))
 
 
 def _student_rows(facts_a: ArmFacts, facts_b: ArmFacts) -> list[AuditRow]:
     """Student family and size: RD's student mirrors its teacher, so a teacher comparison may
     also compare two different students; within ``STUDENT_SIZE_RATIO`` counts as equal."""
-    fa, fb = facts_a.student_family, facts_b.student_family
-    if _is_unknown(fa) or _is_unknown(fb):
-        family = AuditRow("student family", fa, fb, UNKNOWN, "train.json does not record the student family")
-    elif fa == fb:
-        family = AuditRow("student family", fa, fb, EQUAL)
+    family_a, family_b = facts_a.student_family, facts_b.student_family
+    if _is_unknown(family_a) or _is_unknown(family_b):
+        family = AuditRow("student family", family_a, family_b, UNKNOWN,
+                          "train.json does not record the student family")
+    elif family_a == family_b:
+        family = AuditRow("student family", family_a, family_b, EQUAL)
     else:
-        family = AuditRow("student family", fa, fb, DIFFERENT,
-                          f"{fa} vs {fb} student: the comparison also compares the students")
-    sa, sb = facts_a.student_params, facts_b.student_params
-    size_a, size_b = fmt_params(sa), fmt_params(sb)
-    if not sa or not sb:
+        family = AuditRow("student family", family_a, family_b, DIFFERENT,
+                          f"{family_a} vs {family_b} student: the comparison also compares the students")
+    sizes_a, sizes_b = facts_a.student_params, facts_b.student_params
+    size_a, size_b = fmt_params(sizes_a), fmt_params(sizes_b)
+    if not sizes_a or not sizes_b:
         size = AuditRow("student parameters", size_a, size_b, UNKNOWN, "no trainable-student size recorded")
     else:
-        ratio = max(sa + sb) / min(sa + sb)
+        ratio = max(sizes_a + sizes_b) / min(sizes_a + sizes_b)
         if ratio <= STUDENT_SIZE_RATIO:
             size = AuditRow("student parameters", size_a, size_b, EQUAL,
                             "" if ratio == 1 else f"within {STUDENT_SIZE_RATIO}x of each other (ratio {ratio:.2f})")
@@ -170,8 +171,12 @@ def _student_rows(facts_a: ArmFacts, facts_b: ArmFacts) -> list[AuditRow]:
 
 
 def _students_text(facts_a: ArmFacts, facts_b: ArmFacts) -> str:
-    return (f"{facts_a.student_family} {fmt_params(facts_a.student_params)} vs "
-            f"{facts_b.student_family} {fmt_params(facts_b.student_params)}")
+    """ "resnet 15.4 M vs convnext 8.8 M" (a family that was not recorded is left out)."""
+    def one(facts: ArmFacts) -> str:
+        size = fmt_params(facts.student_params)
+        return size if _is_unknown(facts.student_family) else f"{facts.student_family} {size}"
+
+    return f"{one(facts_a)} vs {one(facts_b)}"
 
 
 def architecture_note(facts_a: ArmFacts, facts_b: ArmFacts, student_rows: Sequence[AuditRow]) -> str:

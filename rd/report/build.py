@@ -79,7 +79,8 @@ def build_report(summary: str | Path, stats: str | Path, config: str | Path, man
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     html = env.get_template("report.html.j2").render(
-        h=header(summary_frame, config_dict, config_path, runs, arms, main["categories"], git, manifests_by_category),
+        what_ran=header(summary_frame, config_dict, config_path, runs, arms, main["categories"], git,
+                        manifests_by_category),
         paper=reproduction_check(config_dict, summary_frame, arms),
         loud=headline_caveats(audits, facts), fairness=audits, main=main,
         stats=stats_section(stats_frame, comparisons, {a.name: a for a in audits}),

@@ -116,8 +116,8 @@ def arm_facts(arm: str, runs: Sequence[Run], config: dict) -> ArmFacts:
         arm=arm, backbone=backbone, setting=setting, categories=categories,
         test_split=_test_split(rows, categories),
         image_size=joined(int(r.row["image_size"]) for r in rows if finite(r.row.get("image_size"))),
-        augmentation=joined(t.get("augmentation", s.get("augmentation", "none")) for t, s in zip(trains, setting_params))
-        if trains else "none",
+        augmentation=joined(t.get("augmentation", s.get("augmentation", "none"))
+                            for t, s in zip(trains, setting_params)) if trains else "none",
         preprocessing=joined(t.get("preprocessing") or s.get("preprocessing", "resize to {size} px").replace(
             "{size}", size_of(r)) for t, s in zip(trains or [{}], setting_params) for r in rows[:1]),
         loss=joined(t.get("loss", s.get("loss", DEFAULT_LOSS)) for t, s in zip(trains or [{}], setting_params)),

@@ -196,13 +196,13 @@ def make_fake_results(
                          "train_seconds": float(30 + 10 * arm_i + r.normal(0, 1)),
                          "peak_mem_mb": float(800 + 100 * arm_i), "device": "cpu", "threads": 1,
                          "final_loss": float(losses[-1]), "feature_cache": True,
-                         "params": {"teacher": t_params, "bottleneck": s_params * 3 // 4, "decoder": s_params - s_params * 3 // 4,
-                                    "student": s_params}, "steps": steps}
+                         "params": {"teacher": t_params, "bottleneck": s_params * 3 // 4,
+                                    "decoder": s_params - s_params * 3 // 4, "student": s_params}, "steps": steps}
                 if not legacy_train_json:
                     teacher = (teachers or {}).get(bb) or teacher_record(bb, weights.get(bb, "none"))
                     decay = float(setting_params.get(setting, {}).get("weight_decay", 0.0))
                     train.update({"teacher": teacher, "student_family": student_family(bb),
-                                  "weight_decay_rule": DECAY_RULES.get(decay, f"weight decay {decay:g} on all parameters"),
+                                  "weight_decay_rule": DECAY_RULES.get(decay, f"weight decay {decay:g}"),
                                   "random_teacher_init": RANDOM_INIT if teacher["pretraining"] == "none" else None})
                 _write_json(run / "train.json", train)
                 lines = ["epoch,loss,lr,seconds,elapsed,image_auroc,pixel_auroc"]
