@@ -234,3 +234,12 @@ def test_old_runs_without_new_keys_still_report(tmp_path):
     assert "<th>PRO (RD4AD code)</th>" not in html  # no run has it: no column, no crash
     assert "weight decay rule not recorded" in html
     assert re.search(r"<td>student family</td><td[^>]*>unknown</td>", html)
+    # a summary.csv written before the pro_rd4ad column existed
+    import pandas as pd
+
+    old_summary = tmp_path / "old_summary.csv"
+    pd.read_csv(rep["summary"]).drop(columns=["pro_rd4ad"]).to_csv(old_summary, index=False)
+    old_stats = tmp_path / "old_stats.csv"
+    write_stats(old_summary, COMPARISONS[:1], out=old_stats)
+    out = build_report(summary=old_summary, stats=old_stats, config=rep["config"], out=tmp_path / "old.html")
+    assert "<th>PRO (RD4AD code)</th>" not in out.read_text()
