@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rd.errors import RDError
+from rd.metric_list import METRICS
 
 ID_COLUMNS = ["category", "backbone", "setting", "arm", "seed", "weights", "image_size", "epochs"]
-METRIC_COLUMNS = ["image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "image_f1max",
-                  "pixel_f1max", "iou"]
+METRIC_COLUMNS = [m.name for m in METRICS]
 # What the teacher and student of a run were (from train.json): the fairness audit compares them.
 MODEL_COLUMNS = ["model", "teacher_tag", "pretraining", "weights_sha256", "student_family"]
 RUN_COLUMNS = ["train_seconds", "peak_mem_mb", "final_loss", "eval_seconds"]
@@ -187,7 +187,7 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     row["model"] = str(train.get("model") or ident["backbone"])
     row["teacher_tag"] = str(teacher.get("tag") or "unknown")
     row["pretraining"] = str(teacher.get("pretraining") or "unknown")
-    row["weights_sha256"] = str(teacher.get("sha256") or "")
+    row["weights_sha256"] = str(teacher.get("weights_sha256") or "")
     row["student_family"] = str(train.get("student_family") or "unknown")
     for col in METRIC_COLUMNS:
         row[col] = _num(metrics.get(col))

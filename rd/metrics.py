@@ -4,7 +4,7 @@ Image- and pixel-level ranking metrics come straight from scikit-learn. ``aupro`
 MVTec AD per-region-overlap metric, computed exactly over every distinct score (no threshold
 grid), so its value does not depend on a grid resolution and matches the reference definition.
 ``pro_rd4ad`` is the different, per-image PRO of the official RD4AD code, for comparison with the
-paper's table.
+paper's table. The list of reported metrics (names, labels, direction) is ``rd.metric_list``.
 
 Degenerate input (a single class, mismatched shapes, NaN/inf scores) raises ``ValueError``
 with a message saying what is wrong; callers that face users turn it into an ``RDError``.

@@ -37,9 +37,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from rd.errors import RDError
+from rd.metric_list import METRICS as _METRICS
 
-DEFAULT_METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "image_f1max",
-                   "pixel_f1max", "iou")
+DEFAULT_METRICS = tuple(m.name for m in _METRICS)
 STATS_COLUMNS = ["comparison", "arm_a", "arm_b", "metric", "reading", "n", "mean_a", "mean_b", "mean_diff",
                  "ci_low", "ci_high", "t", "p", "p_holm", "wilcoxon_p", "wilcoxon_note", "d_z",
                  "unit", "boot_ci_low", "boot_ci_high", "note"]

@@ -13,7 +13,7 @@ import pytest
 from rd.aggregate import (SUMMARY_COLUMNS, build_summary, parse_benchmark_path, read_summary,
                           write_summary)
 from rd.errors import RDError
-from rd.report.fixtures import make_fake_results
+from helpers.report_fixtures import make_fake_results
 
 ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned")
 

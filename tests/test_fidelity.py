@@ -286,7 +286,7 @@ def test_a_run_records_teacher_student_and_decay_rule(brick_root, tmp_path):
     assert record["backbone"] == "pico_rs" and record["model"] == "convnext_pico"
     assert record["student_family"] == "resnet" and record["student_reference"] == "resnet18"
     assert record["params"]["student"] == 15_383_168
-    assert record["teacher"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["teacher"]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert record["teacher"]["tag"] == f"file:{weights.resolve()}"
     assert "none on biases and 1-D" in record["weight_decay_rule"]
     assert record["random_teacher_init"] is None
@@ -296,5 +296,5 @@ def test_a_run_records_teacher_student_and_decay_rule(brick_root, tmp_path):
     summary = build_summary([run])
     row = summary.iloc[0]
     assert (row["backbone"], row["model"], row["student_family"]) == ("pico_rs", "convnext_pico", "resnet")
-    assert row["weights_sha256"] == record["teacher"]["sha256"] and row["pretraining"] == "other"
+    assert row["weights_sha256"] == record["teacher"]["weights_sha256"] and row["pretraining"] == "other"
     assert isinstance(summary, pd.DataFrame)

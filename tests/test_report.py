@@ -13,8 +13,8 @@ import pytest
 from rd.aggregate import write_summary
 from rd.errors import RDError
 from rd.report import MAIN_FIGURES, build_report
-from rd.report.build import _git_commit
-from rd.report.fixtures import make_fake_report, make_fake_results
+from rd.report.inputs import git_commit as _git_commit
+from helpers.report_fixtures import make_fake_report, make_fake_results
 from rd.stats import write_stats
 
 ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "efficientnet_lite0/baseline")
@@ -190,3 +190,56 @@ def test_no_comparisons_header_only_stats(tmp_path):
     build_report(summary=summary, stats=stats, config=fake["config"], manifests=fake["manifests"], out=out)
     html = out.read_text()
     assert "no comparisons were configured" in html and "real failures" in html
+
+
+def test_one_metric_list():
+    """summary.csv columns, the metrics compared and the report's tables share rd.metric_list.METRICS."""
+    from rd.aggregate import METRIC_COLUMNS
+    from rd.metric_list import METRICS
+    from rd.report.formatting import HEADLINE_METRICS, METRIC_LABEL
+    from rd.stats import DEFAULT_METRICS
+
+    names = [m.name for m in METRICS]
+    assert METRIC_COLUMNS == names and list(DEFAULT_METRICS) == names and list(METRIC_LABEL) == names
+    assert names.index("pro_rd4ad") == names.index("aupro") + 1
+    assert METRIC_LABEL["pro_rd4ad"] == "PRO (RD4AD code)" and "MVTec" in METRIC_LABEL["aupro"]
+    assert HEADLINE_METRICS == ("image_auroc", "pixel_auroc", "aupro")
+    assert all(m.higher_is_better for m in METRICS)  # the report's ★ marks the highest mean
+
+
+def test_mvtec_report_audit_rows_and_reproduction_check(tmp_path):
+    arms = ("wide_resnet50_2/baseline", "convnext_tiny/baseline")
+    rep = make_report(tmp_path, dataset="mvtec", categories=("bottle",), arms=arms, comparisons=[arms], seeds=(0, 1),
+                      epochs=2, failure_k=1, failure_size=16, figures=False, benchmarks=False,
+                      weights={"wide_resnet50_2": "imagenet", "convnext_tiny": "imagenet"}, defect_types=("anomaly",),
+                      manifest_extra={"dataset_version": "MVTec AD 1.0", "split_rule": "official train/test"})
+    html = rep["html"]
+    assert "Reproduction check" in html and "93.9" in html and "98.5" in html and "Deng &amp; Li" in html
+    assert "not with the MVTec AUPRO (MVTec, FPR≤0.3)" in html
+    assert "PRO (RD4AD code)" in html  # a results column: the fixture's metrics.json has pro_rd4ad
+    assert "version: MVTec AD 1.0, split: official train/test" in html
+    assert "nearest-neighbour" in html and "σ = 4 at 256 px" in html and "per (metric, reading)" in html
+    assert "student parameters" in html and "83.8 M" in html and "26.1 M" in html
+    assert "STUDENT DIFFERS" in html and "the difference mixes teacher and student" in html
+    assert "TEACHER PRETRAINING DIFFERS" not in html  # in1k and in1k
+    assert "one defect type" in html and html.count("<tr><td>anomaly</td>") == 1
+
+
+def test_old_runs_without_new_keys_still_report(tmp_path):
+    rep = make_report(tmp_path, categories=("brick",), arms=ARMS[:2], comparisons=COMPARISONS[:1], seeds=(0, 1),
+                      epochs=2, failure_k=1, failure_size=16, figures=False, benchmarks=False,
+                      legacy_train_json=True, pro_rd4ad=False)
+    html = rep["html"]
+    assert "Reproduction check" not in html  # not MVTec
+    assert "<th>PRO (RD4AD code)</th>" not in html  # no run has it: no column, no crash
+    assert "weight decay rule not recorded" in html
+    assert re.search(r"<td>student family</td><td[^>]*>unknown</td>", html)
+    # a summary.csv written before the pro_rd4ad column existed
+    import pandas as pd
+
+    old_summary = tmp_path / "old_summary.csv"
+    pd.read_csv(rep["summary"]).drop(columns=["pro_rd4ad"]).to_csv(old_summary, index=False)
+    old_stats = tmp_path / "old_stats.csv"
+    write_stats(old_summary, COMPARISONS[:1], out=old_stats)
+    out = build_report(summary=old_summary, stats=old_stats, config=rep["config"], out=tmp_path / "old.html")
+    assert "<th>PRO (RD4AD code)</th>" not in out.read_text()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rd.report.fixtures import make_fake_report
+from helpers.report_fixtures import make_fake_report
 
 pytestmark = pytest.mark.browser
 

@@ -1,7 +1,7 @@
 """The workflow on a real SLURM cluster, through `--workflow-profile workflow/profiles/slurm`.
 
 A single-node cluster (munged + slurmctld + slurmd from Debian's slurm-wlm 22.05, on
-127.0.0.1, two stand-in GPUs; started and stopped by ``tests/slurm_cluster.py``) runs:
+127.0.0.1, two stand-in GPUs; started and stopped by ``tests/helpers/slurm_cluster.py``) runs:
 
 1. a two-rule Snakefile (2 x ``probe`` with ``gpu=1`` -> ``collect``) through a copy of the
    repo's slurm profile: proves sbatch/srun, the plugin's status polling and GPU requests work,
@@ -41,9 +41,9 @@ import pytest
 import yaml
 
 try:  # tests/ as a plain folder (pytest's default rootdir-relative import) or as a package
-    from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
+    from helpers.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
 except ImportError:  # pragma: no cover
-    from tests.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
+    from tests.helpers.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 

