@@ -245,8 +245,8 @@ def random_teacher_kwargs(name: str) -> dict[str, Any]:
     return {}
 
 
-RANDOM_TEACHER_INIT = ("every residual branch active (ResNet blocks without zero-initialised last BatchNorm, "
-                       "ConvNeXt layer scale 1): architecture prior only, no pretraining")
+RANDOM_TEACHER_INIT = ("every residual branch active (ResNet blocks' last BatchNorm not zeroed, "
+                       "ConvNeXt layer scale 1)")
 
 
 def _sha256_file(path: str | Path) -> str:
