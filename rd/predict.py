@@ -146,7 +146,8 @@ def _decode_batch(entries: Sequence[Entry], image_size: int):
         try:
             img, _ = _load_sample(Sample(e.path, e.path.name, 0, "good", None), image_size)
         except RDError as exc:
-            e = Entry(e.path, f"cannot be read as an image ({exc.problem.rstrip('.')})")
+            detail = exc.problem.split(f"{e.path}: ", 1)[-1].rstrip(".")  # the decoder's words, not the path again
+            e = Entry(e.path, f"cannot be read as an image ({detail})")
             _warn_skipped(e)
         else:
             images.append(img)
