@@ -107,13 +107,18 @@ def _check_out(out: Path) -> Path:
     return out
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """An onnxruntime CPU session for an exported file (``threads`` intra-op threads)."""
+def onnx_session(path: str | os.PathLike, threads: int | None = None, spin: bool = True):
+    """An onnxruntime CPU session for an exported file (``threads`` intra-op threads).
+
+    ``spin=False`` stops idle worker threads from busy-waiting after a run, so they do not take
+    the CPU from other work in the process (the benchmark interleaves torch and onnxruntime)."""
     _, ort = _require_onnx()
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
