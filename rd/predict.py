@@ -137,7 +137,7 @@ def _warn_skipped(entry: Entry) -> None:
 
 
 def _decode_batch(entries: Sequence[Entry], image_size: int):
-    """Decode a batch; entries that fail come back with their reason."""
+    """Decode a batch; entries that fail come back with their reason (warned about by the caller)."""
     import torch
 
     images, done = [], []
@@ -147,7 +147,6 @@ def _decode_batch(entries: Sequence[Entry], image_size: int):
         except RDError as exc:
             detail = exc.problem.split(f"{e.path}: ", 1)[-1].rstrip(".")  # the decoder's words, not the path again
             e = Entry(e.path, f"cannot be read as an image ({detail})")
-            _warn_skipped(e)
         else:
             images.append(img)
         done.append(e)
@@ -214,6 +213,8 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
                         io.write_bytes(out / figure, anomaly_panels_png(pictures[i], maps[i], thr.value, size=panel))
                     results[e.path] = (float(scores[i]), figure)
             bar.update(len(done))
+    for e in failed.values():  # after the progress bar, so each warning keeps its own line
+        _warn_skipped(e)
     if not results:
         raise RDError(f"None of the {len(scorable)} image file(s) could be read (see the warnings above).",
                       "replace the corrupt files or pass other images.")
