@@ -201,6 +201,40 @@ def _run_report(a: argparse.Namespace) -> None:
                  out=a.out, figures_dir=a.figures_dir)
 
 
+# --------------------------------------------------------------------------- predict / export
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (holding model.pt, threshold.json, metrics.json) or its model.pt")
+    p.add_argument("images", nargs="+", help="image files, folders (recursive) or list files (.txt, one path a line)")
+    p.add_argument("--out", required=True, help="output folder: predictions.csv and figures/")
+    p.add_argument("--threshold", default="good",
+                   help="good (default: 0.99 quantile of the run's train/good scores) | f1max (the test set's, "
+                        "optimistic) | a number")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--no-images", action="store_true", help="scores only, no PNG per image")
+
+
+def _run_predict(a: argparse.Namespace) -> None:
+    from rd.predict import predict_images
+
+    predict_images(a.run, a.images, a.out, threshold=a.threshold, device=a.device, batch_size=a.batch_size,
+                   figures=not a.no_images, threads=a.threads)
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder or its model.pt")
+    p.add_argument("--out", required=True, help="FILE.onnx (FILE.json is written beside it)")
+    p.add_argument("--threshold", default="good", help="threshold recorded in FILE.json: good | f1max | a number")
+    p.add_argument("--opset", type=int, default=17)
+
+
+def _run_export(a: argparse.Namespace) -> None:
+    from rd.export import export_onnx
+
+    export_onnx(a.run, a.out, threshold=a.threshold, opset=a.opset)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "prepare-data": ("generate the embedded dataset or validate a given root", _add_prepare_data, _run_prepare_data),
     "smoke": ("build a backbone's RD and check shapes and parameters (gates training)", _add_smoke, _run_smoke),
@@ -210,6 +244,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "aggregate": ("one row per run -> summary.csv", _add_aggregate, _run_aggregate),
     "stats": ("paired tests between arms -> stats.csv", _add_stats, _run_stats),
     "report": ("the self-contained HTML report", _add_report, _run_report),
+    "predict": ("score new images with a trained run -> predictions.csv and figures", _add_predict, _run_predict),
+    "export": ("a trained run as one ONNX file (maps and image scores) + its JSON", _add_export, _run_export),
 }
 
 

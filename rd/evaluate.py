@@ -2,8 +2,9 @@
 
 Outputs (atomic, ``metrics.json`` last so its presence means the rest is there):
 ``scores.csv``, ``curves.json``, ``failure_cases.npz`` (a bounded number of maps: the top-k
-missed defects and the top-k false alarms at the run's image-level F1max threshold) and
-``metrics.json``.
+missed defects and the top-k false alarms at the run's image-level F1max threshold),
+``threshold.json`` (the good-image threshold ``python -m rd predict`` uses by default: the 0.99
+quantile of the training images' scores, see ``rd.thresholds``) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rd.data import denormalize
 from rd.errors import RDError
 from rd.inference import image_scores, predict
 from rd.run import load_model
+from rd.thresholds import THRESHOLD_FILE, good_threshold
 
 
 def select_failure_cases(test: dict, maps: np.ndarray, scores: np.ndarray, threshold: float, k: int) -> dict[str, np.ndarray]:
@@ -101,6 +103,8 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     with resolve_device(device) as lease:
         model = model.to(lease.device)
         maps = predict(model, test["images"], cfg["image_size"], lease.device, cfg["batch_size"])
+        train_good = load_split(data_root, category, "train", cfg["image_size"])["images"]
+        train_scores = image_scores(predict(model, train_good, cfg["image_size"], lease.device, cfg["batch_size"]))
     masks = test["masks"][:, 0].numpy().astype(bool)
     scores = image_scores(maps)
     try:
@@ -123,6 +127,7 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
     np.savez_compressed(buf, **cases)
     io.write_bytes(out / "failure_cases.npz", buf.getvalue())
+    io.write_json(out / THRESHOLD_FILE, good_threshold(train_scores))
     result["eval_seconds"] = time.perf_counter() - t0
     io.write_json(out / "metrics.json", result)
     return result

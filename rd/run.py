@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -103,14 +103,39 @@ def model_checkpoint(model: RD, cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
+def _check_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse a model.pt whose layout this version of the code does not know (no KeyError/TypeError)."""
+    fix = "use the version of the code that trained it, or retrain with this one."
+    missing = [k for k in ("train_config", "student", "teacher_fingerprint") if k not in ckpt]
+    cfg = ckpt.get("train_config")
+    if missing or not isinstance(cfg, dict):
+        raise RDError(f"{path} lacks {', '.join(missing) or 'a train_config mapping'}: "
+                      "it was written by another version of the code.", fix)
+    known = {f.name for f in fields(TrainConfig)}
+    extra, absent = sorted(set(cfg) - known), sorted(known - set(cfg))
+    if extra or absent:
+        what = "; ".join(p for p in (f"unknown train_config key(s) {', '.join(extra)}" if extra else "",
+                                     f"missing train_config key(s) {', '.join(absent)}" if absent else "") if p)
+        raise RDError(f"{path} was written by another version of the code ({what}).", fix)
+
+
 def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
     """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
     ckpt = io.load_torch(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
-        raise RDError(f"{path} is not a model written by `python -m rd train`.", "pass the run's model.pt.")
+        found = ""
+        if isinstance(ckpt, dict) and "format" in ckpt:
+            found = f" (format {ckpt['format']!r}; this code reads {MODEL_FORMAT!r})"
+        raise RDError(f"{path} is not a model written by `python -m rd train`{found}.",
+                      "pass the run's model.pt, written by the same version of the code.")
+    _check_checkpoint(ckpt, path)
     cfg = ckpt["train_config"]
     model = build_seeded(TrainConfig(**cfg))
-    model.load_student_state_dict(ckpt["student"])
+    try:
+        model.load_student_state_dict(ckpt["student"])
+    except RuntimeError as exc:
+        raise RDError(f"{path}: {str(exc).splitlines()[0][:200]}.", "use the version of the code that trained it, "
+                      "or retrain with this one.") from exc
     if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
         raise RDError(f"The teacher rebuilt for {path} ({cfg['backbone']}, weights={cfg['weights']}, "
                       f"seed {cfg['seed']}) differs from the one the student was trained against.",

@@ -1,0 +1,95 @@
+"""Decision thresholds for new images: from good images only, from the test set, or given.
+
+The benchmark's F1max threshold is chosen on the labelled test set, so it is optimistic for
+new images. The default for prediction is instead taken from good images only: the 0.99
+quantile of the image scores of the run's training images (all good), computed by
+``evaluate`` and stored in the run as ``threshold.json``. Those images were seen during
+training, so their scores run slightly lower than those of unseen good images: expect a few
+more false alarms than 1 in 100 on new good images. A number can always be given instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rd.errors import RDError
+
+GOOD_QUANTILE = 0.99
+THRESHOLD_FILE = "threshold.json"
+GOOD_SOURCE = "train/good (seen during training: expect slightly more false alarms on new good images)"
+CHOICES = ("good", "f1max")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A decision threshold (anomalous when score >= value) and where it came from."""
+
+    value: float
+    source: str      # one line for predictions.csv and the export's JSON
+    choice: str      # good | f1max | value
+
+
+def good_threshold(scores: np.ndarray, quantile: float = GOOD_QUANTILE) -> dict[str, Any]:
+    """The ``threshold.json`` record for the image scores of good images."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0 or not np.isfinite(s).all():
+        raise RDError("Cannot derive a threshold from good images: no scores or non-finite scores.",
+                      "check the run's training images and model.")
+    return {"value": float(np.quantile(s, quantile)), "quantile": quantile, "n_images": int(s.size),
+            "source": GOOD_SOURCE, "score_max": float(s.max()), "score_mean": float(s.mean())}
+
+
+def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise RDError(f"{what} {path} does not exist.", fix)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RDError(f"Cannot read {what.lower()} {path}: {exc}.", fix) from exc
+    if not isinstance(data, dict):
+        raise RDError(f"{what} {path} is not a JSON object.", fix)
+    return data
+
+
+def resolve_threshold(choice: str | float, run_dir: str | os.PathLike) -> Threshold:
+    """``good`` (threshold.json), ``f1max`` (metrics.json, optimistic) or a number."""
+    run_dir = Path(run_dir)
+    if not isinstance(choice, str):
+        value = float(choice)
+    elif choice in CHOICES:
+        value = None
+    else:
+        try:
+            value = float(choice)
+        except ValueError:
+            raise RDError(f"Unknown threshold {choice!r}.",
+                          "use good (default: from good training images), f1max (the test set's, optimistic) "
+                          "or a number.") from None
+    if value is not None:
+        if not math.isfinite(value):
+            raise RDError(f"Threshold {choice!r} is not a finite number.", "give a finite number, good or f1max.")
+        return Threshold(value, "user", "value")
+    rerun = (f"rerun `python -m rd evaluate` for the run in {run_dir} (it writes both files), "
+             "or pass --threshold with a number")
+    if choice == "good":
+        data = _read_json(run_dir / THRESHOLD_FILE, "Threshold file", rerun + " or f1max.")
+        try:
+            value, q, n = float(data["value"]), float(data["quantile"]), int(data["n_images"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RDError(f"Threshold file {run_dir / THRESHOLD_FILE} lacks value/quantile/n_images.",
+                          rerun + " or f1max.") from exc
+        return Threshold(value, f"good: {q:g} quantile of {n} train/good scores (seen in training)", "good")
+    data = _read_json(run_dir / "metrics.json", "Metrics file", rerun + " or good.")
+    try:
+        value = float(data["image_f1max_threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RDError(f"Metrics file {run_dir / 'metrics.json'} has no image_f1max_threshold.",
+                      rerun + " or good.") from exc
+    return Threshold(value, "f1max: chosen on the labelled test set (optimistic)", "f1max")
