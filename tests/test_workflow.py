@@ -155,8 +155,10 @@ def test_mvtec_preset_dag(tmp_path):
     assert preset["image_size"] == 256 and preset["batch_size"] == 16 and preset["epochs"] == 200
     assert preset["backbones"]["wide_resnet50_2"]["weights"] == "imagenet"
     n_runs = 15 * len(preset["seeds"]) * len(preset["arms"])
-    assert n_runs == 15 * 3 * 4
-    assert counts(jobs) == Counter(prepare_data=15, smoke=2, complexity=2, train=n_runs, evaluate=n_runs,
+    assert n_runs == 15 * 3 * 5  # 4 arms + the control (ConvNeXt-T teacher, ResNet student)
+    assert preset["backbones"]["convnext_tiny_rs"] == {"model": "convnext_tiny", "weights": "imagenet",
+                                                       "student": "wide_resnet50_2"}
+    assert counts(jobs) == Counter(prepare_data=15, smoke=3, complexity=3, train=n_runs, evaluate=n_runs,
                                    aggregate=1, stats=1, write_config=1, report=1, all=1)
     assert {w["category"] for r, w in jobs if r == "prepare_data"} == set(MVTEC_CATEGORIES)
     # on cuda every train/evaluate job requests one GPU (the SLURM executor turns it into --gpus)
@@ -380,6 +382,7 @@ STUB_MAIN = textwrap.dedent('''
         (out / "scores.csv").write_text("path,defect_type,label,score\\n")
         dump(out / "curves.json", {})
         (out / "failure_cases.npz").write_bytes(b"fake")
+        dump(out / "threshold.json", {"value": 0.5})
     elif c == "aggregate":
         assert all(Path(b).is_file() for b in a.benchmarks), a.benchmarks
         with open(a.out, "w", newline="") as fh:
@@ -434,7 +437,7 @@ def test_stub_run_writes_every_output(stub_run):
                 "reports/report.html", "reports/figures/metrics.png"]
     for run in runs:
         expected += [f"{run}/{f}" for f in ["model.pt", "history.csv", "train.json", "metrics.json",
-                                            "scores.csv", "curves.json", "failure_cases.npz"]]
+                                            "scores.csv", "curves.json", "failure_cases.npz", "threshold.json"]]
         rid = run.removeprefix("results/runs/")
         expected += [f"results/benchmarks/train/{rid}.tsv", f"results/benchmarks/evaluate/{rid}.tsv",
                      f"logs/train/{rid}.log", f"logs/evaluate/{rid}.log"]
@@ -525,7 +528,7 @@ def test_end_to_end_tiny(tmp_path):
     runs = [wd / f"results/runs/textures/{c}/{a}/seed{s}" for c in cats for a in arms for s in seeds]
     for run in runs:
         for name in ["model.pt", "history.csv", "train.json", "metrics.json", "scores.csv", "curves.json",
-                     "failure_cases.npz"]:
+                     "failure_cases.npz", "threshold.json"]:
             assert (run / name).is_file(), run / name
         metrics = json.loads((run / "metrics.json").read_text())
         for key in ["image_auroc", "pixel_auroc", "aupro", "image_ap", "pixel_ap", "image_f1max", "pixel_f1max"]:

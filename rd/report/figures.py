@@ -201,40 +201,10 @@ def roc_pro_figures(data: CurveData, arms: Sequence[str], categories: Sequence[s
 
 # --------------------------------------------------------------------------- failure cases
 def failure_png(image, mask, amap, threshold, size: int = 112) -> bytes:
-    """Image | ground truth | map overlay side by side, drawn with numpy + Pillow (fast, no axes).
+    """Image | ground truth | map overlay with the ground truth outlined (``rd predict``'s look)."""
+    from rd.predict_figure import anomaly_panels_png
 
-    Overlay colours: jet from the map minimum to the larger of map maximum and threshold, so
-    a map that never reaches the threshold does not look red; the ground-truth outline is
-    drawn in white on the overlay.
-    """
-    from matplotlib import colormaps
-    from PIL import Image
-
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    img = img[..., :3].astype(np.uint8)
-    heat_map = np.nan_to_num(np.asarray(amap, dtype=np.float32))
-    truth = np.asarray(mask, dtype=bool)
-    vmin = float(heat_map.min()) if heat_map.size else 0.0
-    vmax = max(float(heat_map.max()) if heat_map.size else 1.0, float(threshold) if finite(threshold) else -np.inf,
-               vmin + 1e-6)
-    heat = colormaps["jet"](np.clip((heat_map - vmin) / (vmax - vmin), 0, 1))[..., :3] * 255
-    overlay = (0.55 * img + 0.45 * heat).astype(np.uint8)
-    if truth.any():
-        edge = truth & ~(np.roll(truth, 1, 0) & np.roll(truth, -1, 0) & np.roll(truth, 1, 1) & np.roll(truth, -1, 1))
-        overlay[edge] = 255
-    gt = np.repeat((truth * 255).astype(np.uint8)[..., None], 3, axis=2)
-    panels = [Image.fromarray(p).resize((size, size), Image.BILINEAR if p is not gt else Image.NEAREST)
-              for p in (img, gt, overlay)]
-    gap = 3
-    canvas = Image.new("RGB", (3 * size + 2 * gap, size), (255, 255, 255))
-    for i, p in enumerate(panels):
-        canvas.paste(p, (i * (size + gap), 0))
-    buf = io.BytesIO()
-    # a 256-colour palette keeps a thumbnail triplet near 15 KB instead of 45 KB
-    canvas.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    return anomaly_panels_png(image, amap, threshold, middle=mask, outline=mask, size=size)
 
 
 def curve_figures(data: CurveData, arms: Sequence[str], categories: Sequence[str],

@@ -58,7 +58,7 @@ def split_arm(arm):
 def is_weights_file(weights):
     """A path rather than none, imagenet or a timm tag such as convnext_tiny.in12k_ft_in1k."""
     return weights not in ("none", "imagenet") and (
-        "/" in weights or weights.lower().endswith((".pth", ".pt", ".bin", ".safetensors")))
+        bool(os.path.dirname(weights)) or weights.lower().endswith((".pth", ".pt", ".bin", ".safetensors")))
 
 
 def _closest(name, choices):

@@ -11,6 +11,7 @@ rule evaluate:
         scores=f"{RUN}/scores.csv",
         curves=f"{RUN}/curves.json",
         failure_cases=f"{RUN}/failure_cases.npz",
+        threshold=f"{RUN}/threshold.json",
     params:
         root=ROOT,
         dataset=DATASET,
