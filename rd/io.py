@@ -1,12 +1,21 @@
 """Atomic output: a result file either exists complete or not at all.
 
 Every writer goes through a temporary file in the target's folder and ``os.replace``,
-so an interrupted job never leaves a half-written file that a later step would trust.
+so an interrupted job never leaves a half-written file that a later step would trust. The
+temporary file is flushed to disk (``fsync``) before the rename and the folder after it, so a
+power loss cannot leave a zero-length result under the final name either. Temporary files are
+named ``.<name>.<random>.tmp``; one left by a killed process (kill -9, power loss) is removed
+by :func:`clear_stale_temporaries` when its job starts again.
+
+Reading goes through guarded loaders too: :func:`load_torch` turns every way a ``.pt`` file
+can be damaged (empty, truncated, another kind of file, a pickle that would run code) into
+one :class:`RDError` naming the file and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -45,7 +54,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp_path, 0o666 & ~umask)
+            _fsync(tmp_path)
             os.replace(tmp_path, path)
+            _fsync(path.parent, directory=True)
         except OSError as exc:  # full disk, quota, file-size limit, I/O error: name the file, no traceback
             raise write_failed(path, exc) from exc
     finally:
@@ -53,12 +64,63 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_failed(path: str | os.PathLike, exc: BaseException) -> RDError:
-    """The one-line error for an output that could not be written (the earlier version, if any, is kept)."""
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush ``path``'s data (or a folder's entries) to the disk; a file system that cannot
+    (some network mounts refuse fsync on folders) is not an error."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if not directory or exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def clear_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the ``.<name>.<random>.tmp`` files a killed writer left in ``folder`` (not below it).
+
+    Call it only for a folder that belongs to one job at a time (a run folder): a temporary
+    file there is never another live writer's.
+    """
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+_WRITE_FIXES = {
+    errno.ENOSPC: "the disk is full: free space (check `df -h`) or choose another output folder",
+    errno.EDQUOT: "your disk quota is used up: free space (check `quota`) or choose another output folder",
+    errno.EFBIG: "the file is larger than this file system or your file-size limit allows (`ulimit -f`): "
+                 "raise the limit or choose another output folder",
+    errno.EROFS: "the file system is mounted read-only: choose another output folder",
+    errno.EACCES: "you may not write there: fix the folder's permissions or choose another output folder",
+    errno.EPERM: "you may not write there: fix the folder's permissions or choose another output folder",
+    errno.EISDIR: "a folder has the output's name: move it away or choose another output path",
+    errno.ENOENT: "its folder disappeared while writing: check that nothing else deletes the output folder",
+    errno.EIO: "the disk reported an I/O error: check the disk (`dmesg`) or choose another output folder",
+}
+
+
+def write_failed(path: str | os.PathLike, exc: BaseException, replaced: bool = True) -> RDError:
+    """The one-line error for an output that could not be written (the earlier version, if any,
+    is kept), with the fix of its actual cause (full disk, quota, permissions, ...)."""
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc).splitlines() or [""])[0][:160]
-    return RDError(f"Cannot write {path}: {reason or type(exc).__name__}; nothing was replaced.",
-                   "the disk may be full or over quota (check `df -h` / `quota`): free space or choose another "
-                   "output folder, then rerun (training resumes from its last checkpoint).")
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is None and "file write failed" in str(exc):   # torch's writer hides the errno
+        fix = ("the write failed underneath torch; the disk may be full or over quota (check `df -h` / `quota`): "
+               "free space or choose another output folder")
+    else:
+        fix = _WRITE_FIXES.get(code, "check the disk and the output folder, or choose another output folder")
+    tail = "; nothing was replaced." if replaced else "."
+    return RDError(f"Cannot write {path}: {reason or type(exc).__name__}{tail}",
+                   f"{fix}, then rerun (training resumes from its last checkpoint).")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -91,25 +153,62 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
             raise write_failed(path, exc) from exc
 
 
-def load_torch(path: str | os.PathLike) -> Any:
-    """Load a checkpoint with ``weights_only=True``: a pickle that would run code is refused."""
+_KINDS = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"{", "JSON or text"), (b"\x1f\x8b", "a gzip archive"), (b"%PDF", "a PDF file")]
+
+
+def _kind_of(head: bytes) -> str | None:
+    """What a file that is not a torch file looks like (for the message), or None if it may be one."""
+    if head.startswith(b"PK") or head.startswith(b"\x80"):   # zip (torch >= 1.6) or a plain pickle
+        return None
+    for magic, kind in _KINDS:
+        if head.startswith(magic):
+            return kind
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "a text file"
+    return "not a PyTorch file"
+
+
+def load_torch(path: str | os.PathLike, what: str = "Checkpoint",
+               fix: str = "delete it and rerun the step that writes it.") -> Any:
+    """Load a ``.pt``/``.pth`` file with ``weights_only=True`` (a pickle that would run code is
+    refused); any damage is one RDError naming the file. ``what`` names the file for the user
+    (Checkpoint, Model, Weights file), ``fix`` says what to do with a damaged one."""
     import pickle
 
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise RDError(f"Checkpoint {path} does not exist.", "check the path, or rerun the step that writes it.")
+        raise RDError(f"{what} {path} does not exist.", "check the path, or rerun the step that writes it.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise RDError(f"Cannot read {what.lower()} {path}: {exc.strerror}.", "check the file's permissions.") from exc
+    if not head:
+        raise RDError(f"{what} {path} is empty (0 bytes): it was cut short, e.g. by a crash or a full disk.", fix)
+    kind = _kind_of(head)
+    if kind:
+        looks = "" if kind == "not a PyTorch file" else f" (it looks like {kind})"
+        raise RDError(f"{what} {path} is not a PyTorch file{looks}.", f"pass the right file, or {fix}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise RDError(f"Refusing to load {path}: it holds objects beyond tensors and plain data "
-                      f"({str(exc).splitlines()[0][:160]}).",
-                      "load only checkpoints written by this tool or plain state dicts "
-                      "(safetensors is safest).") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise RDError(f"Cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}.",
-                      "the file is corrupt or truncated; delete it and rerun the step that writes it.") from exc
+        first = str(exc).splitlines()[0][:160]
+        if "Weights only load failed" in first or "Unsupported global" in str(exc):
+            raise RDError(f"Refusing to load {path}: it holds objects beyond tensors and plain data "
+                          f"({first}).",
+                          "load only checkpoints written by this tool or plain state dicts "
+                          "(safetensors is safest).") from exc
+        raise RDError(f"Cannot read {what.lower()} {path}: {first}.",
+                      f"the file is corrupt or truncated; {fix}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncation shows as RuntimeError, EOFError, KeyError, ValueError...
+        first = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+        raise RDError(f"Cannot read {what.lower()} {path}: {first}.",
+                      f"the file is corrupt or truncated; {fix}") from exc
 
 
 def read_table(path: str | os.PathLike, what: str, command: str, required: "list[str]",
