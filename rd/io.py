@@ -211,10 +211,30 @@ def load_torch(path: str | os.PathLike, what: str = "Checkpoint",
                       f"the file is corrupt or truncated; {fix}") from exc
 
 
+_NUMBER_WORDS = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _parse_number(cell: str) -> float | None:
+    """A CSV cell -> float; '' and 'nan' -> NaN (a value that is missing on purpose); None: not a number."""
+    text = cell.strip()
+    if not text:
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        return float(text.lower()) if text.lower() in _NUMBER_WORDS else None
+
+
 def read_table(path: str | os.PathLike, what: str, command: str, required: "list[str]",
-               text_columns: "set[str]") -> "Any":
-    """Read a CSV this tool wrote: text columns kept verbatim (a category named ``NA`` stays
-    ``NA``), the rest numeric; a missing file or column names the ``command`` that writes it."""
+               text_columns: "set[str]", numeric: "Any" = None) -> "Any":
+    """Read a CSV this tool wrote, strictly: text columns kept verbatim (a category named ``NA``
+    stays ``NA``), numeric ones parsed as numbers, where an empty cell or ``nan`` is NaN and
+    anything else that is not a number is an error naming line, column and value (never a
+    silent NaN). A missing file or column names the ``command`` that writes it.
+
+    ``numeric``: a predicate on column names saying which non-text columns hold numbers
+    (others are kept as text, e.g. columns a newer version added); default: all of them.
+    """
     import pandas as pd
 
     path = Path(path)
@@ -223,12 +243,22 @@ def read_table(path: str | os.PathLike, what: str, command: str, required: "list
     try:
         frame = pd.read_csv(path, keep_default_na=False, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RDError(f"Cannot read {what.lower()} {path}: {exc}.", f"rerun `python -m rd {command}`.") from exc
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RDError(f"Cannot read {what.lower()} {path}: {reason}.",
+                      f"the file is damaged or not a CSV; rerun `python -m rd {command}`.") from exc
+    except OSError as exc:
+        raise RDError(f"Cannot read {what.lower()} {path}: {exc.strerror}.", "check the file and its permissions.") from exc
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise RDError(f"{what} {path} lacks the column(s) {', '.join(missing)}.",
-                      f"it was not written by `python -m rd {command}`; rerun that step.")
+                      f"it was not written by `python -m rd {command}` or was edited; rerun that step.")
     for col in frame.columns:
-        if col not in text_columns:
-            frame[col] = pd.to_numeric(frame[col].replace({"": None}), errors="coerce")
+        if col in text_columns or (numeric is not None and not numeric(col)):
+            continue
+        values = [_parse_number(cell) for cell in frame[col]]
+        bad = next((i for i, v in enumerate(values) if v is None), None)
+        if bad is not None:
+            raise RDError(f"{what} {path}, line {bad + 2}, column {col!r}: {frame[col].iloc[bad]!r} is not a number.",
+                          f"correct the cell (empty or nan for a missing value) or rerun `python -m rd {command}`.")
+        frame[col] = pd.Series(values, index=frame.index, dtype=float)
     return frame
