@@ -148,9 +148,14 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
 
     with atomic_path(path) as tmp:
         try:
-            torch.save(obj, tmp)
-        except RuntimeError as exc:  # torch's C++ writer reports a failed write (full disk, ...) this way
-            raise write_failed(path, exc) from exc
+            with open(tmp, "wb") as fh:   # a Python file: a failed write keeps its errno (ENOSPC, EFBIG, ...)
+                torch.save(obj, fh)
+                fh.flush()
+        except RuntimeError as exc:  # torch's writer wraps the failed write; name its cause
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__cause__ or cause.__context__
+            raise write_failed(path, cause or exc) from exc
 
 
 _KINDS = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
