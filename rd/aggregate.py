@@ -180,6 +180,8 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     for key in ("category", "backbone", "setting", "seed"):
         if key not in metrics:
             raise RDError(f"{run_dir / 'metrics.json'} lacks the key {key!r}.", fix_eval)
+        if key not in train:   # a record without the run's identity cannot be matched to it
+            raise RDError(f"{run_dir / 'train.json'} lacks the key {key!r}.", fix_train)
     ident = {k: metrics[k] for k in ("category", "backbone", "setting")}
     ident = {k: str(v) for k, v in ident.items()}
     seed = _seed_of(metrics["seed"], run_dir / "metrics.json")

@@ -230,6 +230,18 @@ def _parse_number(cell: str) -> float | None:
         return float(text.lower()) if text.lower() in _NUMBER_WORDS else None
 
 
+def _check_row_lengths(path: Path, what: str, command: str, n_columns: int) -> None:
+    """Every row has as many cells as the header (pandas pads a short row with empty cells, so
+    a file cut short mid-row would otherwise read as a row with missing values)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        for line, row in enumerate(csv.reader(fh), 1):
+            if row and len(row) != n_columns:
+                raise RDError(f"{what} {path}, line {line}, has {len(row)} cells but its header has {n_columns}: "
+                              "the file is truncated or was edited.", f"rerun `python -m rd {command}`.")
+
+
 def read_table(path: str | os.PathLike, what: str, command: str, required: "list[str]",
                text_columns: "set[str]", numeric: "Any" = None) -> "Any":
     """Read a CSV this tool wrote, strictly: text columns kept verbatim (a category named ``NA``
@@ -253,6 +265,7 @@ def read_table(path: str | os.PathLike, what: str, command: str, required: "list
                       f"the file is damaged or not a CSV; rerun `python -m rd {command}`.") from exc
     except OSError as exc:
         raise RDError(f"Cannot read {what.lower()} {path}: {exc.strerror}.", "check the file and its permissions.") from exc
+    _check_row_lengths(path, what, command, len(frame.columns))
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise RDError(f"{what} {path} lacks the column(s) {', '.join(missing)}.",

@@ -96,7 +96,8 @@ def _cli_child(argv: list[str], cwd: str, env: dict[str, str], out_base: str, fs
 
 _CTX = multiprocessing.get_context("forkserver")
 _CTX.set_forkserver_preload([_cli_child.__module__, "rd.cli", "rd.data", "rd.train", "rd.evaluate",
-                             "rd.smoke", "rd.stats"])
+                             "rd.smoke", "rd.stats", "rd.aggregate", "rd.report", "rd.complexity", "pandas",
+                             "jinja2"])
 
 
 def rd(*args: str, cwd: Path, env: dict[str, str] | None = None, fsize: int | None = None,

@@ -198,8 +198,8 @@ def load_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise RDError(f"Config {path} does not exist.", "pass the resolved config (JSON or YAML) with --config.")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
             cfg = json.loads(text)
         else:
@@ -235,6 +235,9 @@ def _load_manifests(paths: Sequence[str | Path]) -> dict[str, dict]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RDError(f"Data manifest {p} is not valid JSON ({exc}).",
                           "delete it and rerun `python -m rd prepare-data`.") from exc
+        if not isinstance(m, dict):
+            raise RDError(f"Data manifest {p} holds {type(m).__name__}, not a JSON object.",
+                          "delete it and rerun `python -m rd prepare-data`.")
         out[str(m.get("category", p.stem))] = m
     return out
 
