@@ -202,18 +202,22 @@ def check_config(cfg: dict, schema_path: str | Path) -> dict:
     """Validate ``cfg`` in place (strings coerced, defaults filled from the schema) or raise
     :class:`InvalidConfig` with every problem at once; returns the schema.
 
-    Order: the schema first (types, keys, patterns); only a config that passes it gets the
-    parameter rules and the cross-key checks, whose messages would otherwise repeat the
-    schema's. Nothing runs before all checks passed.
+    The schema and the parameter rules are checked together (a rule's line is left out where
+    the schema already names that key, so nothing is said twice); the cross-key checks need
+    the schema's defaults and run once both passed. Nothing runs before all checks passed.
     """
     from snakemake.utils import validate
 
     schema = load_schema(schema_path)
     cfg.update(_coerce(dict(cfg), schema, schema))
     lines = _schema_errors(cfg, schema)
+    named = [line.split(":", 1)[0] for line in lines]
+    lines += [line for line in rule_errors(cfg)
+              if not any(line.split(":", 1)[0] == k or line.startswith(k + ".") or line.startswith(k + "[")
+                         for k in named)]
     if not lines:
         validate(cfg, str(schema_path), set_default=True)
-        lines = rule_errors(cfg) + _cross_errors(cfg)
+        lines = _cross_errors(cfg)
     if lines:
         raise InvalidConfig(lines)
     return schema

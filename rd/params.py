@@ -144,7 +144,8 @@ RULES: dict[str, Rule] = {
     "n_train": Rule(int, minimum=1, example="100"),
     "n_test_good": Rule(int, minimum=1, example="20"),
     "n_per_defect": Rule(int, minimum=1, example="10"),
-    "crop_size": Rule(int, minimum=32, example="128", meaning="side of the generated crops in pixels"),
+    "crop_size": Rule(int, minimum=48, maximum=192, example="128",
+                      meaning="side of the generated crops in pixels (the held-out test band is 192 rows)"),
 }
 
 #: Keys of a training setting (``--setting`` JSON, ``settings.<name>`` in the config).

@@ -171,14 +171,17 @@ def test_schema_defaults_are_the_default_runs():
 
 def test_schema_bounds_agree_with_the_rules():
     """The schema's own checks (shown in editors, run first) say what the rules say."""
-    from rd.config_check import TOP_LEVEL_RULES
+    from rd.config_check import GENERATE_RULES, TOP_LEVEL_RULES
 
     schema = yaml.safe_load(SCHEMA.read_text())
     pairs = [(schema["properties"][k], params.RULES[r]) for k, r in TOP_LEVEL_RULES.items()]
+    generate = schema["properties"]["dataset"]["properties"]["generate"]["properties"]
+    pairs += [(generate[k], params.RULES[r]) for k, r in GENERATE_RULES.items()]
     setting = schema["properties"]["settings"]["additionalProperties"]["properties"]
     pairs += [(setting[k] if k != "betas" else setting[k]["items"], r) for k, r in params.SETTING_RULES.items()]
     for sub, rule in pairs:
         assert sub.get("minimum") == rule.minimum, (sub, rule)
+        assert sub.get("maximum") == rule.maximum, (sub, rule)
         assert sub.get("exclusiveMinimum") == rule.above, (sub, rule)
         assert sub.get("exclusiveMaximum") == rule.below, (sub, rule)
         assert sub.get("multipleOf") == rule.multiple_of, (sub, rule)
@@ -282,3 +285,11 @@ def test_hypothesis_is_a_declared_test_dependency():
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert any(r.startswith("hypothesis") for r in extra)
     assert set(extra) <= set(pip)
+
+
+def test_schema_and_rule_problems_come_in_one_list():
+    """batch_size 1 (the schema says) and lr NaN (only the rules say) are reported together."""
+    with pytest.raises(InvalidConfig) as info:
+        check_config(_config(batch_size=1, settings__baseline__lr=math.nan), SCHEMA)
+    assert info.value.lines == ["batch_size: 1 is less than the minimum of 2.",
+                                "settings.baseline.lr: must be a finite number > 0, got nan."]
