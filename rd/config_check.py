@@ -135,6 +135,8 @@ def _coerce(value, schema, root):
             return int(text)
         if "number" in kinds and re.fullmatch(r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?", text):
             return float(text)
+        if "number" in kinds and re.fullmatch(r"[+-]?[.]?(nan|inf|infinity)", text.lower()):
+            return float(text.lower().replace(".", ""))   # YAML's .nan/.inf: the rules then say why not
         if "boolean" in kinds and text.lower() in ("true", "false"):
             return text.lower() == "true"
         return value

@@ -151,10 +151,12 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
             with open(tmp, "wb") as fh:   # a Python file: a failed write keeps its errno (ENOSPC, EFBIG, ...)
                 torch.save(obj, fh)
                 fh.flush()
-        except RuntimeError as exc:  # torch's writer wraps the failed write; name its cause
+        except RuntimeError as exc:  # torch's writer wraps what went wrong in the write: find it
             cause: BaseException | None = exc
-            while cause is not None and not isinstance(cause, OSError):
+            while cause is not None and not isinstance(cause, (OSError, KeyboardInterrupt)):
                 cause = cause.__cause__ or cause.__context__
+            if isinstance(cause, KeyboardInterrupt):   # Ctrl-C / SIGTERM arrived during the write
+                raise cause from None
             raise write_failed(path, cause or exc) from exc
 
 
