@@ -156,12 +156,11 @@ def _resume(path: os.PathLike, cfg: TrainConfig, model: RD, optimizer: torch.opt
     """Load a checkpoint into model/optimizer/scheduler: (history, last epoch), None if it
     belongs to another configuration, RDError if it is damaged or does not fit."""
     ckpt = io.load_torch(path, "Checkpoint")
+    if isinstance(ckpt, dict) and "identity" in ckpt and ckpt["identity"] != cfg.identity():
+        print(f"ignoring {path}: it belongs to a different configuration (it will be replaced)", file=sys.stderr)
+        return None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
         raise RDError(f"Checkpoint {path} lacks the keys of a training checkpoint.", "")
-    if ckpt["identity"] != cfg.identity():
-        warnings.warn(f"ignoring {path}: it belongs to a different configuration (it will be replaced).",
-                      stacklevel=3)
-        return None
     epoch, history = ckpt["epoch"], ckpt["history"]
     if not (isinstance(epoch, int) and 1 <= epoch < cfg.epochs and isinstance(history, list)
             and len(history) == epoch):
