@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -78,16 +79,17 @@ def _fsync(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def clear_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Remove the ``.<name>.<random>.tmp`` files a killed writer left in ``folder`` (not below it).
+def clear_stale_temporaries(folder: str | os.PathLike, names: "list[str] | tuple[str, ...]") -> list[Path]:
+    """Remove the ``.<name>.<random>.tmp`` files a killed writer of ``folder/<name>`` left
+    (kill -9, power loss), for each of the command's output ``names``.
 
-    Call it only for a folder that belongs to one job at a time (a run folder): a temporary
-    file there is never another live writer's.
+    Only the command's own outputs: another job writing other files into the same folder keeps
+    its temporaries. Call it when the command starts, before it writes.
     """
     folder = Path(folder)
     removed = []
-    if folder.is_dir():
-        for tmp in folder.glob(".*.tmp"):
+    for name in names:
+        for tmp in folder.glob(f".{glob.escape(name)}.*.tmp"):
             if tmp.is_file() and not tmp.is_symlink():
                 tmp.unlink(missing_ok=True)
                 removed.append(tmp)

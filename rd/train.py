@@ -180,7 +180,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     from rd.devices import resolve_device
 
     out = io.ensure_writable_dir(out_dir)
-    stale = io.clear_stale_temporaries(out)   # left by a killed earlier attempt (kill -9, power loss)
+    # left by a killed earlier attempt (kill -9, power loss)
+    stale = io.clear_stale_temporaries(out, (CHECKPOINT, "model.pt", "train.json", "history.csv"))
     if stale:
         warnings.warn(f"removed {len(stale)} temporary file(s) an interrupted earlier run left in {out}.",
                       stacklevel=2)

@@ -293,3 +293,12 @@ def test_schema_and_rule_problems_come_in_one_list():
         check_config(_config(batch_size=1, settings__baseline__lr=math.nan), SCHEMA)
     assert info.value.lines == ["batch_size: 1 is less than the minimum of 2.",
                                 "settings.baseline.lr: must be a finite number > 0, got nan."]
+
+
+def test_check_names_where_the_value_came_from():
+    from rd.errors import RDError
+
+    assert params.check("epochs", 3.0) == 3
+    with pytest.raises(RDError, match=r"^predict --image-size must be an integer >= 32 and a multiple of 32, got 48\. "
+                                      r"Fix: use .* e\.g\. 256\.$"):
+        params.check("image_size", 48, where="predict --image-size")

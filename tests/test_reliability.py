@@ -798,3 +798,12 @@ def test_an_all_nan_metric_is_reported_as_nan_with_a_note(tmp_path):
     assert across.loc["aupro", "mean_diff"] == "" and "all NaN in the summary" in across.loc["aupro", "note"]
     note = across.loc["pixel_auroc", "note"]
     assert "1 run(s) without a pixel_auroc value (NaN) dropped" in note and "without a partner" not in note, note
+
+
+def test_only_the_commands_own_temporaries_are_cleared(tmp_path):
+    from rd import io
+
+    (tmp_path / ".metrics.json.abc.tmp").write_text("x")
+    (tmp_path / ".summary.csv.abc.tmp").write_text("another job's")
+    removed = io.clear_stale_temporaries(tmp_path, ("metrics.json", "curves.json"))
+    assert removed == [tmp_path / ".metrics.json.abc.tmp"] and (tmp_path / ".summary.csv.abc.tmp").exists()
