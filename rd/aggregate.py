@@ -97,13 +97,26 @@ def _seed_of(value: Any, path: Path) -> int:
     return seed
 
 
+#: Metric columns every summary.csv must have (older files lack newer metrics such as pro_rd4ad).
+CORE_METRICS = ["image_auroc", "pixel_auroc", "aupro"]
+
+
+def is_numeric_column(name: str) -> bool:
+    """Numbers: the metric, cost and benchmark columns, ``defect_auroc:*`` and the seed; any
+    other column (new text columns such as ``teacher_tag`` or ``weights_sha256``) stays text."""
+    return (name in SUMMARY_COLUMNS and name not in STRING_COLUMNS) or name.startswith(DEFECT_PREFIX)
+
+
 def read_summary(path: str | Path):
-    """Read summary.csv with string columns kept as written (a category named ``NA`` stays ``NA``)."""
+    """Read summary.csv strictly (see ``rd.io.read_table``): string columns kept as written (a
+    category named ``NA`` stays ``NA``), a cell of a numeric column that is not a number is an
+    error naming line and column, and the core metrics (``CORE_METRICS``) must be there; any
+    other metric is used when it is in the file's own header."""
     from rd.io import read_table
 
     path = Path(path)
-    frame = read_table(path, "Summary", "aggregate", ["category", "backbone", "setting", "arm", "seed"],
-                       set(STRING_COLUMNS))
+    frame = read_table(path, "Summary", "aggregate", ["category", "backbone", "setting", "arm", "seed", *CORE_METRICS],
+                       set(STRING_COLUMNS), numeric=is_numeric_column)
     bad = frame["seed"].isna()
     if bad.any():
         raise RDError(f"Summary {path} has a non-integer seed in row {int(bad.idxmax()) + 2}.",
@@ -169,6 +182,8 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     for key in ("category", "backbone", "setting", "seed"):
         if key not in metrics:
             raise RDError(f"{run_dir / 'metrics.json'} lacks the key {key!r}.", fix_eval)
+        if key not in train:   # a record without the run's identity cannot be matched to it
+            raise RDError(f"{run_dir / 'train.json'} lacks the key {key!r}.", fix_train)
     ident = {k: metrics[k] for k in ("category", "backbone", "setting")}
     ident = {k: str(v) for k, v in ident.items()}
     seed = _seed_of(metrics["seed"], run_dir / "metrics.json")

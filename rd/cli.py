@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import signal
 import sys
 import traceback
 import warnings
 from typing import Callable, Sequence
 
+from rd import params
 from rd.errors import RDError
+from rd.io import write_failed
 
 Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
@@ -26,14 +29,36 @@ DATASETS = ["textures", "mvtec", "visa", "mvtec_ad2", "btad"]
 DATASET_HELP = "layout of --data-root: mvtec (also textures), visa, mvtec_ad2 or btad"
 
 
+SETTING_FIX = 'Fix: pass a JSON object, e.g. \'{"optimizer": "adam", "lr": 0.005}\'.'
+
+
 def _json_arg(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}. {SETTING_FIX}") from exc
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}. {SETTING_FIX}")
     return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error: ... Fix: ...`` line (exit 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        line = message.strip()
+        line += "" if line.endswith(".") else "."
+        if " Fix: " not in line:
+            line += f" Fix: see `{self.prog} --help`."
+        self.exit(2, f"error: {line}\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (SLURM's time limit, ``kill``): unwinds like Ctrl-C, so temporary files are removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
 
 
 # --------------------------------------------------------------------------- prepare-data
@@ -43,11 +68,11 @@ def _add_prepare_data(p: argparse.ArgumentParser) -> None:
                         "user-given root in that dataset's own layout")
     p.add_argument("--root", required=True, help="dataset root (the folder holding the categories)")
     p.add_argument("--category", required=True)
-    p.add_argument("--seed", type=int, default=0, help="generation seed (textures only)")
-    p.add_argument("--n-train", type=int, help="textures: good training crops (default 100)")
-    p.add_argument("--n-test-good", type=int, help="textures: good test crops (default 20)")
-    p.add_argument("--n-per-defect", type=int, help="textures: test crops per defect type (default 10)")
-    p.add_argument("--size", type=int, help="textures: crop size in pixels (default 128)")
+    p.add_argument("--seed", **params.arg("seed", default=0, help="generation seed (textures only)"))
+    p.add_argument("--n-train", **params.arg("n_train", help="textures: good training crops (default 100)"))
+    p.add_argument("--n-test-good", **params.arg("n_test_good", help="textures: good test crops (default 20)"))
+    p.add_argument("--n-per-defect", **params.arg("n_per_defect", help="textures: test crops per defect type (default 10)"))
+    p.add_argument("--size", **params.arg("crop_size", help="textures: crop size in pixels (default 128)"))
     p.add_argument("--out", required=True, help="manifest JSON (file list hash, counts)")
 
 
@@ -63,7 +88,7 @@ def _run_prepare_data(a: argparse.Namespace) -> None:
 def _add_smoke(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True)
     p.add_argument("--weights", default="none")
-    p.add_argument("--image-sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--image-sizes", nargs="+", **params.arg("image_size", default=[128, 256]))
     p.add_argument("--student", default="auto", help=STUDENT_HELP)
     p.add_argument("--projection", action="store_true", help="frozen 1x1 projection to ResNet channels")
     p.add_argument("--out", required=True)
@@ -79,10 +104,10 @@ def _run_smoke(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- complexity
 def _add_complexity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True)
-    p.add_argument("--image-size", type=int, required=True)
-    p.add_argument("--batch-size", type=int, default=16, help="batch for the throughput figure")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--image-size", required=True, **params.arg("image_size", default=None))
+    p.add_argument("--batch-size", **params.arg("throughput_batch_size", default=16))
+    p.add_argument("--threads", **params.arg("threads"))
+    p.add_argument("--device", **params.arg("complexity_device", default="cpu"))
     p.add_argument("--projection", action="store_true")
     p.add_argument("--student", default="auto", help=STUDENT_HELP)
     p.add_argument("--name", default=None, help="the backbone's name in the config (default: --backbone)")
@@ -112,20 +137,22 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting-name", default="baseline")
     p.add_argument("--setting", type=_json_arg, default={},
                    help='JSON, e.g. {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999]}')
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=1)
+    # defaults: the paper's recipe (rd.params.RECIPE), the same as TrainConfig's
+    p.add_argument("--image-size", **params.arg("image_size"))
+    p.add_argument("--epochs", **params.arg("epochs"))
+    p.add_argument("--batch-size", **params.arg("batch_size"))
+    p.add_argument("--seed", **params.arg("seed"))
+    p.add_argument("--device", **params.arg("device"))
+    p.add_argument("--threads", **params.arg("threads"))
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
-    p.add_argument("--eval-every", type=int, default=0, help="eval metrics every N epochs (0: never)")
+    p.add_argument("--eval-every", **params.arg("eval_every"))
     p.add_argument("--no-feature-cache", action="store_true",
                    help="recompute teacher features each step instead of caching them once")
     p.add_argument("--out-dir", required=True)
 
 
 def _run_train(a: argparse.Namespace) -> None:
+    params.check_setting(a.setting, a.epochs, where="--setting")  # before any import or work
     from rd.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -145,9 +172,10 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
                    help=DATASET_HELP + " (default: the dataset the model was trained on)")
     p.add_argument("--category", required=True)
     p.add_argument("--model", required=True, help="model.pt written by train")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--failure-cases", type=int, default=4, help="top-k missed defects and false alarms kept")
+    p.add_argument("--device", **params.arg("device"))
+    p.add_argument("--threads", **params.arg("threads"))
+    p.add_argument("--failure-cases", **params.arg("failure_cases", default=4,
+                                                   help="top-k missed defects and false alarms kept"))
     p.add_argument("--out-dir", required=True)
 
 
@@ -210,8 +238,8 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
                    help="good (default: 0.99 quantile of the run's train/good scores) | f1max (the test set's, "
                         "optimistic) | a number")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--batch-size", **params.arg("inference_batch_size", default=16))
+    p.add_argument("--threads", **params.arg("threads", default=None, help="CPU threads (default: torch's)"))
     p.add_argument("--no-images", action="store_true", help="scores only, no PNG per image")
 
 
@@ -226,7 +254,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder or its model.pt")
     p.add_argument("--out", required=True, help="FILE.onnx (FILE.json is written beside it)")
     p.add_argument("--threshold", default="good", help="threshold recorded in FILE.json: good | f1max | a number")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", **params.arg("opset", default=17))
 
 
 def _run_export(a: argparse.Namespace) -> None:
@@ -250,7 +278,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rd", description="Reverse Distillation benchmark steps (each writes its outputs atomically).")
+    parser = OneLineParser(prog="python -m rd", description="Reverse Distillation benchmark steps (each writes its outputs atomically).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add, _) in COMMANDS.items():
@@ -266,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.debug:
         warnings.formatwarning = _one_line_warning
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         COMMANDS[args.command][2](args)
     except RDError as exc:
@@ -283,8 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         targets = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("root", "out_dir", "out")
                    if getattr(args, k, None)]
         where = exc.filename or f"the outputs of `{args.command}` ({', '.join(targets)})"
-        print(f"error: Cannot write {where}: {exc.strerror}. Fix: the disk may be full, over quota or read-only "
-              "(check `df -h` / `quota`): free space or choose another output folder, then rerun.", file=sys.stderr)
+        print(f"error: {write_failed(where, exc, replaced=False)}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         # CUDA running out of memory is a sizing problem, not a bug.
@@ -296,7 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               "Fix: lower batch_size or image_size, enable bf16, or run fewer GPU jobs at once "
               "(--resources gpu=N).", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # Ctrl-C and SIGTERM (SLURM, kill) alike: rd.io's writers removed their temporary files on the way out.
+        if isinstance(exc, Terminated):
+            print("error: terminated (SIGTERM); outputs written so far are complete, rerun to continue.",
+                  file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("error: interrupted; outputs written so far are complete, rerun to continue.", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

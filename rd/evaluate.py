@@ -12,6 +12,7 @@ from __future__ import annotations
 import io as _io
 import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,8 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
 
     t0 = time.perf_counter()
     out = io.ensure_writable_dir(out_dir)
+    if io.clear_stale_temporaries(out, ("scores.csv", "curves.json", "failure_cases.npz", "metrics.json")):
+        warnings.warn(f"removed temporary files an interrupted earlier evaluation left in {out}.", stacklevel=2)
     torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
     name = cfg.get("name") or cfg["backbone"]

@@ -1,12 +1,22 @@
 """Atomic output: a result file either exists complete or not at all.
 
 Every writer goes through a temporary file in the target's folder and ``os.replace``,
-so an interrupted job never leaves a half-written file that a later step would trust.
+so an interrupted job never leaves a half-written file that a later step would trust. The
+temporary file is flushed to disk (``fsync``) before the rename and the folder after it, so a
+power loss cannot leave a zero-length result under the final name either. Temporary files are
+named ``.<name>.<random>.tmp``; one left by a killed process (kill -9, power loss) is removed
+by :func:`clear_stale_temporaries` when its job starts again.
+
+Reading goes through guarded loaders too: :func:`load_torch` turns every way a ``.pt`` file
+can be damaged (empty, truncated, another kind of file, a pickle that would run code) into
+one :class:`RDError` naming the file and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
 import tempfile
@@ -45,7 +55,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp_path, 0o666 & ~umask)
+            _fsync(tmp_path)
             os.replace(tmp_path, path)
+            _fsync(path.parent, directory=True)
         except OSError as exc:  # full disk, quota, file-size limit, I/O error: name the file, no traceback
             raise write_failed(path, exc) from exc
     finally:
@@ -53,12 +65,64 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_failed(path: str | os.PathLike, exc: BaseException) -> RDError:
-    """The one-line error for an output that could not be written (the earlier version, if any, is kept)."""
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush ``path``'s data (or a folder's entries) to the disk; a file system that cannot
+    (some network mounts refuse fsync on folders) is not an error."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if not directory or exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def clear_stale_temporaries(folder: str | os.PathLike, names: "list[str] | tuple[str, ...]") -> list[Path]:
+    """Remove the ``.<name>.<random>.tmp`` files a killed writer of ``folder/<name>`` left
+    (kill -9, power loss), for each of the command's output ``names``.
+
+    Only the command's own outputs: another job writing other files into the same folder keeps
+    its temporaries. Call it when the command starts, before it writes.
+    """
+    folder = Path(folder)
+    removed = []
+    for name in names:
+        for tmp in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+_WRITE_FIXES = {
+    errno.ENOSPC: "the disk is full: free space (check `df -h`) or choose another output folder",
+    errno.EDQUOT: "your disk quota is used up: free space (check `quota`) or choose another output folder",
+    errno.EFBIG: "the file is larger than this file system or your file-size limit allows (`ulimit -f`): "
+                 "raise the limit or choose another output folder",
+    errno.EROFS: "the file system is mounted read-only: choose another output folder",
+    errno.EACCES: "you may not write there: fix the folder's permissions or choose another output folder",
+    errno.EPERM: "you may not write there: fix the folder's permissions or choose another output folder",
+    errno.EISDIR: "a folder has the output's name: move it away or choose another output path",
+    errno.ENOENT: "its folder disappeared while writing: check that nothing else deletes the output folder",
+    errno.EIO: "the disk reported an I/O error: check the disk (`dmesg`) or choose another output folder",
+}
+
+
+def write_failed(path: str | os.PathLike, exc: BaseException, replaced: bool = True) -> RDError:
+    """The one-line error for an output that could not be written (the earlier version, if any,
+    is kept), with the fix of its actual cause (full disk, quota, permissions, ...)."""
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc).splitlines() or [""])[0][:160]
-    return RDError(f"Cannot write {path}: {reason or type(exc).__name__}; nothing was replaced.",
-                   "the disk may be full or over quota (check `df -h` / `quota`): free space or choose another "
-                   "output folder, then rerun (training resumes from its last checkpoint).")
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is None and "file write failed" in str(exc):   # torch's writer hides the errno
+        fix = ("the write failed underneath torch; the disk may be full or over quota (check `df -h` / `quota`): "
+               "free space or choose another output folder")
+    else:
+        fix = _WRITE_FIXES.get(code, "check the disk and the output folder, or choose another output folder")
+    tail = "; nothing was replaced." if replaced else "."
+    return RDError(f"Cannot write {path}: {reason or type(exc).__name__}{tail}",
+                   f"{fix}, then rerun (training resumes from its last checkpoint).")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -86,36 +150,112 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
 
     with atomic_path(path) as tmp:
         try:
-            torch.save(obj, tmp)
-        except RuntimeError as exc:  # torch's C++ writer reports a failed write (full disk, ...) this way
-            raise write_failed(path, exc) from exc
+            with open(tmp, "wb") as fh:   # a Python file: a failed write keeps its errno (ENOSPC, EFBIG, ...)
+                torch.save(obj, fh)
+                fh.flush()
+        except RuntimeError as exc:  # torch's writer wraps what went wrong in the write: find it
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, (OSError, KeyboardInterrupt)):
+                cause = cause.__cause__ or cause.__context__
+            if isinstance(cause, KeyboardInterrupt):   # Ctrl-C / SIGTERM arrived during the write
+                raise cause from None
+            raise write_failed(path, cause or exc) from exc
 
 
-def load_torch(path: str | os.PathLike) -> Any:
-    """Load a checkpoint with ``weights_only=True``: a pickle that would run code is refused."""
+_KINDS = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"{", "JSON or text"), (b"\x1f\x8b", "a gzip archive"), (b"%PDF", "a PDF file")]
+
+
+def _kind_of(head: bytes) -> str | None:
+    """What a file that is not a torch file looks like (for the message), or None if it may be one."""
+    if head.startswith(b"PK") or head.startswith(b"\x80"):   # zip (torch >= 1.6) or a plain pickle
+        return None
+    for magic, kind in _KINDS:
+        if head.startswith(magic):
+            return kind
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "a text file"
+    return "not a PyTorch file"
+
+
+def load_torch(path: str | os.PathLike, what: str = "Checkpoint",
+               fix: str = "delete it and rerun the step that writes it.") -> Any:
+    """Load a ``.pt``/``.pth`` file with ``weights_only=True`` (a pickle that would run code is
+    refused); any damage is one RDError naming the file. ``what`` names the file for the user
+    (Checkpoint, Model, Weights file), ``fix`` says what to do with a damaged one."""
     import pickle
 
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise RDError(f"Checkpoint {path} does not exist.", "check the path, or rerun the step that writes it.")
+        raise RDError(f"{what} {path} does not exist.", "check the path, or rerun the step that writes it.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise RDError(f"Cannot read {what.lower()} {path}: {exc.strerror}.", "check the file's permissions.") from exc
+    if not head:
+        raise RDError(f"{what} {path} is empty (0 bytes): it was cut short, e.g. by a crash or a full disk.", fix)
+    kind = _kind_of(head)
+    if kind:
+        looks = "" if kind == "not a PyTorch file" else f" (it looks like {kind})"
+        raise RDError(f"{what} {path} is not a PyTorch file{looks}.", f"pass the right file, or {fix}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise RDError(f"Refusing to load {path}: it holds objects beyond tensors and plain data "
-                      f"({str(exc).splitlines()[0][:160]}).",
-                      "load only checkpoints written by this tool or plain state dicts "
-                      "(safetensors is safest).") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise RDError(f"Cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}.",
-                      "the file is corrupt or truncated; delete it and rerun the step that writes it.") from exc
+        first = str(exc).splitlines()[0][:160]
+        if "Weights only load failed" in first or "Unsupported global" in str(exc):
+            raise RDError(f"Refusing to load {path}: it holds objects beyond tensors and plain data "
+                          f"({first}).",
+                          "load only checkpoints written by this tool or plain state dicts "
+                          "(safetensors is safest).") from exc
+        raise RDError(f"Cannot read {what.lower()} {path}: {first}.",
+                      f"the file is corrupt or truncated; {fix}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncation shows as RuntimeError, EOFError, KeyError, ValueError...
+        first = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+        raise RDError(f"Cannot read {what.lower()} {path}: {first}.",
+                      f"the file is corrupt or truncated; {fix}") from exc
+
+
+_NUMBER_WORDS = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _parse_number(cell: str) -> float | None:
+    """A CSV cell -> float; '' and 'nan' -> NaN (a value that is missing on purpose); None: not a number."""
+    text = cell.strip()
+    if not text:
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        return float(text.lower()) if text.lower() in _NUMBER_WORDS else None
+
+
+def _check_row_lengths(path: Path, what: str, command: str, n_columns: int) -> None:
+    """Every row has as many cells as the header (pandas pads a short row with empty cells, so
+    a file cut short mid-row would otherwise read as a row with missing values)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        for line, row in enumerate(csv.reader(fh), 1):
+            if row and len(row) != n_columns:
+                raise RDError(f"{what} {path}, line {line}, has {len(row)} cells but its header has {n_columns}: "
+                              "the file is truncated or was edited.", f"rerun `python -m rd {command}`.")
 
 
 def read_table(path: str | os.PathLike, what: str, command: str, required: "list[str]",
-               text_columns: "set[str]") -> "Any":
-    """Read a CSV this tool wrote: text columns kept verbatim (a category named ``NA`` stays
-    ``NA``), the rest numeric; a missing file or column names the ``command`` that writes it."""
+               text_columns: "set[str]", numeric: "Any" = None) -> "Any":
+    """Read a CSV this tool wrote, strictly: text columns kept verbatim (a category named ``NA``
+    stays ``NA``), numeric ones parsed as numbers, where an empty cell or ``nan`` is NaN and
+    anything else that is not a number is an error naming line, column and value (never a
+    silent NaN). A missing file or column names the ``command`` that writes it.
+
+    ``numeric``: a predicate on column names saying which non-text columns hold numbers
+    (others are kept as text, e.g. columns a newer version added); default: all of them.
+    """
     import pandas as pd
 
     path = Path(path)
@@ -124,12 +264,23 @@ def read_table(path: str | os.PathLike, what: str, command: str, required: "list
     try:
         frame = pd.read_csv(path, keep_default_na=False, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RDError(f"Cannot read {what.lower()} {path}: {exc}.", f"rerun `python -m rd {command}`.") from exc
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RDError(f"Cannot read {what.lower()} {path}: {reason}.",
+                      f"the file is damaged or not a CSV; rerun `python -m rd {command}`.") from exc
+    except OSError as exc:
+        raise RDError(f"Cannot read {what.lower()} {path}: {exc.strerror}.", "check the file and its permissions.") from exc
+    _check_row_lengths(path, what, command, len(frame.columns))
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise RDError(f"{what} {path} lacks the column(s) {', '.join(missing)}.",
-                      f"it was not written by `python -m rd {command}`; rerun that step.")
+                      f"it was not written by `python -m rd {command}` or was edited; rerun that step.")
     for col in frame.columns:
-        if col not in text_columns:
-            frame[col] = pd.to_numeric(frame[col].replace({"": None}), errors="coerce")
+        if col in text_columns or (numeric is not None and not numeric(col)):
+            continue
+        values = [_parse_number(cell) for cell in frame[col]]
+        bad = next((i for i, v in enumerate(values) if v is None), None)
+        if bad is not None:
+            raise RDError(f"{what} {path}, line {bad + 2}, column {col!r}: {frame[col].iloc[bad]!r} is not a number.",
+                          f"correct the cell (empty or nan for a missing value) or rerun `python -m rd {command}`.")
+        frame[col] = pd.Series(values, index=frame.index, dtype=float)
     return frame

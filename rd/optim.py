@@ -12,24 +12,15 @@ from typing import Any
 
 import torch
 
-from rd.errors import RDError
+from rd.params import SETTING_RULES, check_setting
 
-SETTING_KEYS = {"optimizer", "lr", "betas", "weight_decay", "schedule", "warmup_epochs", "momentum", "min_lr"}
+SETTING_KEYS = set(SETTING_RULES)
 BASELINE = {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0, "schedule": "constant"}
 
 
-def _check(setting: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(setting) - SETTING_KEYS
-    if unknown:
-        raise RDError(f"Unknown setting key(s) {sorted(unknown)}.", f"use only {sorted(SETTING_KEYS)}.")
-    s = {**BASELINE, "warmup_epochs": 0, "momentum": 0.9, "min_lr": 0.0, **setting}
-    if s["optimizer"] not in ("adam", "adamw", "sgd"):
-        raise RDError(f"Unknown optimizer {s['optimizer']!r}.", "use adam, adamw or sgd.")
-    if s["schedule"] not in ("constant", "cosine"):
-        raise RDError(f"Unknown schedule {s['schedule']!r}.", "use constant or cosine.")
-    if not (isinstance(s["lr"], (int, float)) and s["lr"] > 0):
-        raise RDError(f"Learning rate must be a positive number, got {s['lr']!r}.", "set lr, e.g. 0.005.")
-    return s
+def _check(setting: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+    """The setting checked by the shared parameter rules (rd.params), baseline keys filled in."""
+    return check_setting(setting, epochs)
 
 
 def weight_decay_rule(setting: dict[str, Any]) -> str:
@@ -64,7 +55,7 @@ def make_optimizer(student: torch.nn.Module, setting: dict[str, Any]) -> torch.o
 def make_scheduler(optimizer: torch.optim.Optimizer, setting: dict[str, Any], steps_per_epoch: int,
                    epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step multiplier: 1 (constant) or linear warmup then cosine decay to ``min_lr``."""
-    s = _check(setting)
+    s = _check(setting, epochs)
     total = max(1, steps_per_epoch * epochs)
     warmup = min(total - 1, int(round(s["warmup_epochs"] * steps_per_epoch)))
     floor = s["min_lr"] / s["lr"]

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from rd import io
 from rd.errors import RDError
 from rd.models import RD, build_rd
+from rd.params import RECIPE, RULES
 
 MODEL_FORMAT = "rd-model/1"
 
@@ -36,12 +37,12 @@ class TrainConfig:
     name: str = ""                 # the backbone's name in the config (default: the timm model)
     setting_name: str = "baseline"
     setting: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 256
-    epochs: int = 200
-    batch_size: int = 16
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 1
+    image_size: int = RECIPE["image_size"]   # the paper's recipe, shared with the CLI defaults
+    epochs: int = RECIPE["epochs"]
+    batch_size: int = RECIPE["batch_size"]
+    seed: int = RECIPE["seed"]
+    device: str = RECIPE["device"]
+    threads: int = RECIPE["threads"]
     bf16: bool = False
     eval_every: int = 0
     feature_cache: bool = True
@@ -103,39 +104,68 @@ def model_checkpoint(model: RD, cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _check_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
-    """Refuse a model.pt whose layout this version of the code does not know (no KeyError/TypeError)."""
-    fix = "use the version of the code that trained it, or retrain with this one."
-    missing = [k for k in ("train_config", "student", "teacher_fingerprint") if k not in ckpt]
-    cfg = ckpt.get("train_config")
-    if missing or not isinstance(cfg, dict):
-        raise RDError(f"{path} lacks {', '.join(missing) or 'a train_config mapping'}: "
-                      "it was written by another version of the code.", fix)
-    known = {f.name for f in fields(TrainConfig)}
-    extra, absent = sorted(set(cfg) - known), sorted(known - set(cfg))
-    if extra or absent:
-        what = "; ".join(p for p in (f"unknown train_config key(s) {', '.join(extra)}" if extra else "",
-                                     f"missing train_config key(s) {', '.join(absent)}" if absent else "") if p)
-        raise RDError(f"{path} was written by another version of the code ({what}).", fix)
+def load_student(model: RD, state: Any, path: str | os.PathLike) -> None:
+    """Load student tensors from ``path`` into ``model``, or one RDError naming the first tensor
+    that does not fit (the file belongs to another backbone, student or projection)."""
+    backbone = f"the {model.spec.backbone} network"
+    fix = "the file belongs to another backbone/student: use that run's config, or delete the file and retrain."
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RDError(f"{path} holds no student tensors.", fix)
+    expected = model.student_state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise RDError(f"The student tensors in {path} do not fit {backbone}: {key!r} is missing.", fix)
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise RDError(f"The student tensors in {path} do not fit {backbone}: {key!r} has shape "
+                          f"{tuple(state[key].shape)}, the network expects {tuple(tensor.shape)}.", fix)
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise RDError(f"The student tensors in {path} do not fit {backbone}: it has {extra[0]!r}, "
+                      "which the network lacks.", fix)
+    model.load_student_state_dict(state)
+
+
+def config_from_dict(cfg: Any, path: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig stored in a model.pt, or RDError if another version of rd wrote it.
+
+    Keys this version added later take their defaults; a key it does not know, a missing
+    required key or a value outside the parameter rules is refused.
+    """
+    retrain = ("retrain with this version (`python -m rd train`, or rerun the workflow), or use the version "
+               "of the code that wrote it.")
+    if not isinstance(cfg, dict):
+        raise RDError(f"{path} has no training config (found {type(cfg).__name__}).", retrain)
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(cfg) - set(known))
+    missing = sorted(k for k, f in known.items() if k not in cfg and f.default is MISSING
+                     and f.default_factory is MISSING)
+    if unknown or missing:
+        what = "; ".join(p for p in (f"keys unknown here: {', '.join(unknown)}" if unknown else "",
+                                     f"keys missing: {', '.join(missing)}" if missing else "") if p)
+        raise RDError(f"{path} was written by another version of rd ({what}).", retrain)
+    for key in ("image_size", "epochs", "batch_size", "seed"):
+        if RULES[key].violation(cfg.get(key, getattr(TrainConfig, key))):
+            raise RDError(f"{path} holds an invalid training config ({key}={cfg[key]!r}).", retrain)
+    return TrainConfig(**cfg)
 
 
 def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
     """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
-    ckpt = io.load_torch(path)
+    fix = "rerun training for this run (delete the file first) or pass another run's model.pt."
+    ckpt = io.load_torch(path, "Model", fix)
     if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
         found = ""
         if isinstance(ckpt, dict) and "format" in ckpt:
             found = f" (format {ckpt['format']!r}; this code reads {MODEL_FORMAT!r})"
         raise RDError(f"{path} is not a model written by `python -m rd train`{found}.",
                       "pass the run's model.pt, written by the same version of the code.")
-    _check_checkpoint(ckpt, path)
-    cfg = ckpt["train_config"]
-    model = build_seeded(TrainConfig(**cfg))
-    try:
-        model.load_student_state_dict(ckpt["student"])
-    except RuntimeError as exc:
-        raise RDError(f"{path}: {str(exc).splitlines()[0][:200]}.", "use the version of the code that trained it, "
-                      "or retrain with this one.") from exc
+    lacking = [k for k in ("train_config", "student", "teacher_fingerprint") if k not in ckpt]
+    if lacking:
+        raise RDError(f"{path} lacks {', '.join(lacking)}: it is damaged or from another version of rd.", fix)
+    config = config_from_dict(ckpt["train_config"], path)
+    cfg = asdict(config)
+    model = build_seeded(config)
+    load_student(model, ckpt["student"], path)
     if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
         raise RDError(f"The teacher rebuilt for {path} ({cfg['backbone']}, weights={cfg['weights']}, "
                       f"seed {cfg['seed']}) differs from the one the student was trained against.",

@@ -146,12 +146,16 @@ def paired_test(a: np.ndarray, b: np.ndarray, *, n_boot: int = 10_000, seed: int
 
 
 def _pairs(summary, arm_a: str, arm_b: str, metric: str):
-    """DataFrame category, seed, a, b of runs sharing (category, seed), both values present."""
+    """(DataFrame category, seed, a, b of runs sharing (category, seed), both values present;
+    runs dropped for having no partner; runs dropped for having no value, NaN, of ``metric``)."""
     sa = summary.loc[summary["arm"] == arm_a, ["category", "seed", metric]].rename(columns={metric: "a"})
     sb = summary.loc[summary["arm"] == arm_b, ["category", "seed", metric]].rename(columns={metric: "b"})
-    merged = sa.merge(sb, on=["category", "seed"], how="outer")
-    paired = merged.dropna(subset=["a", "b"]).sort_values(["category", "seed"], kind="stable")
-    return paired, len(merged) - len(paired)
+    merged = sa.merge(sb, on=["category", "seed"], how="outer", indicator=True)
+    both = merged["_merge"] == "both"
+    no_partner = int((~both).sum())
+    no_value = int(merged.loc[both, "a"].isna().sum() + merged.loc[both, "b"].isna().sum())
+    paired = merged[both].dropna(subset=["a", "b"]).drop(columns="_merge")
+    return paired.sort_values(["category", "seed"], kind="stable"), no_partner, no_value
 
 
 def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iterable[str] | None = None,
@@ -176,8 +180,8 @@ def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iter
         r = summary.loc[dup].iloc[0]
         raise RDError(f"Summary has two rows for arm {r['arm']}, category {r['category']}, seed {r['seed']}.",
                       "rerun `python -m rd aggregate` with each run once.")
-    if metrics is None:
-        metrics = [m for m in DEFAULT_METRICS if m in summary.columns and summary[m].notna().any()]
+    if metrics is None:   # every known metric in the file's header; an all-NaN one is reported as NaN
+        metrics = [m for m in DEFAULT_METRICS if m in summary.columns]
     metrics = list(metrics)
     for m in metrics:
         if m not in summary.columns:
@@ -188,15 +192,23 @@ def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iter
     rows = []
     for metric in metrics:
         for a, b in comparisons:
-            paired, dropped = _pairs(summary, a, b, metric)
+            paired, no_partner, no_value = _pairs(summary, a, b, metric)
             base = {"comparison": comparison_name(a, b), "arm_a": a, "arm_b": b, "metric": metric}
             # across categories: mean over paired seeds per category first
             per_cat = paired.groupby("category", sort=True)[["a", "b"]].mean()
             row = dict(base, reading=ACROSS, unit="categories",
                        **paired_test(per_cat["a"].to_numpy(), per_cat["b"].to_numpy(), n_boot=n_boot, seed=seed))
-            if dropped:
-                extra = f"{dropped} run(s) without a partner sharing (category, seed) dropped"
-                row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
+            extras = []
+            if not summary.loc[summary["arm"].isin([a, b]), metric].notna().any():
+                extras.append(f"no run of these arms has a {metric} value (all NaN in the summary)")
+            elif no_value:
+                extras.append(f"{no_value} run(s) without a {metric} value (NaN) dropped with their partner")
+            if no_partner:
+                extras.append(f"{no_partner} run(s) without a partner sharing (category, seed) dropped")
+            if extras and row["n"] == 0:   # say why there are no pairs, not just that there are none
+                row["note"] = "nothing to compare: " + "; ".join(extras)
+            elif extras:
+                row["note"] = "; ".join([row["note"], *extras] if row["note"] else extras)
             rows.append(row)
             categories = sorted(set(summary.loc[summary["arm"].isin([a, b]), "category"]))
             for cat in categories:

@@ -17,6 +17,7 @@ import os
 import resource
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -31,7 +32,7 @@ from rd.inference import image_scores, predict
 from rd.models import RD, count_params
 from rd.models.weights import RANDOM_TEACHER_INIT
 from rd.optim import make_optimizer, make_scheduler, weight_decay_rule
-from rd.run import TrainConfig, build_seeded, model_checkpoint
+from rd.run import TrainConfig, build_seeded, load_student, model_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 FEATURE_CACHE_LIMIT_BYTES = 4 * 1024**3
@@ -148,6 +149,32 @@ def _eval_columns(model: RD, test: dict, cfg: TrainConfig, device: torch.device)
             "pixel_auroc": pixel_auroc(maps, masks)}
 
 
+CHECKPOINT_KEYS = ("identity", "epoch", "history", "student", "optimizer", "scheduler")
+
+
+def _resume(path: os.PathLike, cfg: TrainConfig, model: RD, optimizer: torch.optim.Optimizer,
+            scheduler: Any) -> tuple[list[dict[str, Any]], int] | None:
+    """Load a checkpoint into model/optimizer/scheduler: (history, last epoch), None if it
+    belongs to another configuration, RDError if it is damaged or does not fit."""
+    ckpt = io.load_torch(path, "Checkpoint")
+    if isinstance(ckpt, dict) and "identity" in ckpt and ckpt["identity"] != cfg.identity():
+        print(f"ignoring {path}: it belongs to a different configuration (it will be replaced)", file=sys.stderr)
+        return None
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
+        raise RDError(f"Checkpoint {path} lacks the keys of a training checkpoint.", "")
+    epoch, history = ckpt["epoch"], ckpt["history"]
+    if not (isinstance(epoch, int) and 1 <= epoch < cfg.epochs and isinstance(history, list)
+            and len(history) == epoch):
+        raise RDError(f"Checkpoint {path} has an inconsistent epoch/history ({epoch!r}).", "")
+    load_student(model, ckpt["student"], path)
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise RDError(f"The optimizer state in checkpoint {path} does not fit ({exc}).", "") from exc
+    return history, epoch
+
+
 @dataclass
 class TrainingSetup:
     """Everything a training loop needs, built as ``train`` builds it (benchmarks reuse it)."""
@@ -210,6 +237,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     from rd.devices import resolve_device
 
     out = io.ensure_writable_dir(out_dir)
+    # left by a killed earlier attempt (kill -9, power loss)
+    stale = io.clear_stale_temporaries(out, (CHECKPOINT, "model.pt", "train.json", "history.csv"))
+    if stale:
+        warnings.warn(f"removed {len(stale)} temporary file(s) an interrupted earlier run left in {out}.",
+                      stacklevel=2)
     if cfg.epochs < 1 or cfg.batch_size < 2:
         raise RDError(f"epochs={cfg.epochs}, batch_size={cfg.batch_size}: need epochs >= 1 and batch_size >= 2.",
                       "fix epochs/batch_size in the config.")
@@ -235,16 +267,23 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
         start_epoch = 1
         ckpt_path = out / CHECKPOINT
         if ckpt_path.exists():
-            ckpt = io.load_torch(ckpt_path)
-            if ckpt.get("identity") == cfg.identity():
-                model.load_student_state_dict(ckpt["student"])
-                optimizer.load_state_dict(ckpt["optimizer"])
-                scheduler.load_state_dict(ckpt["scheduler"])
-                history = ckpt["history"]
-                start_epoch = ckpt["epoch"] + 1
-                print(f"resuming from {ckpt_path} after epoch {ckpt['epoch']}", file=sys.stderr)
-            else:
-                print(f"ignoring {ckpt_path}: it belongs to a different configuration", file=sys.stderr)
+            try:
+                resumed = _resume(ckpt_path, cfg, model, optimizer, scheduler)
+            except RDError as exc:
+                # A checkpoint only saves time: the run is reproducible from (seed, epoch), so
+                # starting over gives the same model. Set the damaged file aside (never read
+                # again, kept for inspection) instead of failing every retry of the job.
+                damaged = ckpt_path.with_name(ckpt_path.name + ".damaged")
+                os.replace(ckpt_path, damaged)
+                warnings.warn(f"{exc.problem} Moved it to {damaged}; training starts again from epoch 1.",
+                              stacklevel=2)
+                setup = prepare_training(cfg, images, device)  # fresh: the failed load may have written into it
+                model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
+                resumed = None
+            if resumed is not None:
+                history, last = resumed
+                start_epoch = last + 1
+                print(f"resuming from {ckpt_path} after epoch {last}", file=sys.stderr)
 
         cached = setup.build_feature_cache() if cfg.feature_cache else None
         source = FeatureSource(model, images, device, channels_last, cached)

@@ -150,10 +150,10 @@ def test_bad_input_is_one_line(case, run, tmp_path, capsys):
             needle = "format 'rd-model/0'; this code reads 'rd-model/1'"
         elif case == "extra_key":
             ckpt["train_config"]["augment"] = True
-            needle = "unknown train_config key(s) augment"
-        else:
-            del ckpt["train_config"]["feature_cache"]
-            needle = "missing train_config key(s) feature_cache"
+            needle = "keys unknown here: augment"
+        else:  # a key without a default (keys added later take their defaults)
+            del ckpt["train_config"]["backbone"]
+            needle = "keys missing: backbone"
         model = tmp_path / "old" / "model.pt"
         model.parent.mkdir()
         torch.save(ckpt, model)

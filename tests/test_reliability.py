@@ -96,7 +96,8 @@ def _cli_child(argv: list[str], cwd: str, env: dict[str, str], out_base: str, fs
 
 _CTX = multiprocessing.get_context("forkserver")
 _CTX.set_forkserver_preload([_cli_child.__module__, "rd.cli", "rd.data", "rd.train", "rd.evaluate",
-                             "rd.smoke", "rd.stats"])
+                             "rd.smoke", "rd.stats", "rd.aggregate", "rd.report", "rd.complexity", "pandas",
+                             "jinja2"])
 
 
 def rd(*args: str, cwd: Path, env: dict[str, str] | None = None, fsize: int | None = None,
@@ -311,9 +312,9 @@ def test_bad_data_evaluate(case, trained, small_root, tmp_path):
 
 # --------------------------------------------------------------------------- settings and backbones (CLI)
 @pytest.mark.parametrize("setting,needles", [
-    ('{"optimiser": "adam", "lr": 0.005}', ("Unknown setting key(s) ['optimiser']", "use only")),
-    ('{"optimizer": "adam", "lr": "fast"}', ("Learning rate must be a positive number", "'fast'")),
-    ('{"optimizer": "adamm", "lr": 0.005}', ("Unknown optimizer 'adamm'",)),
+    ('{"optimiser": "adam", "lr": 0.005}', ("optimiser: unknown setting key", "Did you mean 'optimizer'?")),
+    ('{"optimizer": "adam", "lr": "fast"}', ("lr: must be a finite number > 0, got 'fast'",)),
+    ('{"optimizer": "adamm", "lr": 0.005}', ("optimizer: must be one of adam, adamw, sgd, got 'adamm'",)),
 ], ids=["unknown_key", "wrong_type", "unknown_value"])
 def test_bad_setting(setting, needles, small_root, tmp_path):
     run = tmp_path / "run"
@@ -336,8 +337,8 @@ def test_unknown_backbone_suggests_timm_names(command, small_root, tmp_path):
 
 def test_comparison_naming_a_missing_arm(tmp_path):
     summary = tmp_path / "summary.csv"
-    rows = ["category,seed,arm,backbone,setting,image_auroc"]
-    rows += [f"{c},{s},{a},{a.split('/')[0]},{a.split('/')[1]},0.{s}{len(c)}"
+    rows = ["category,seed,arm,backbone,setting,image_auroc,pixel_auroc,aupro"]
+    rows += [f"{c},{s},{a},{a.split('/')[0]},{a.split('/')[1]},0.{s}{len(c)},0.9,0.8"
              for c in ("brick", "grass") for s in (0, 1) for a in ("resnet18/baseline", "convnext_pico/baseline")]
     summary.write_text("\n".join(rows) + "\n")
     out = tmp_path / "stats.csv"
@@ -437,7 +438,7 @@ def test_disk_full_while_saving(small_root, tmp_path):
     epoch 1 cannot be saved. One clear line, nothing half-written left."""
     run = tmp_path / "run"
     res = rd(*train_args(small_root, run, epochs=2), cwd=tmp_path, fsize=2 * 2**20)
-    assert_clean_failure(res, f"Cannot write {run / 'checkpoint.pt'}", "disk may be full",
+    assert_clean_failure(res, f"Cannot write {run / 'checkpoint.pt'}", "file-size limit",
                          absent=(run / "model.pt", run / "checkpoint.pt", run / "train.json"))
     assert not list(run.glob(".*.tmp")), list(run.iterdir())
 
@@ -449,7 +450,7 @@ def test_disk_full_while_evaluating_drops_the_stale_metrics(trained, small_root,
     out.mkdir()
     (out / "metrics.json").write_text('{"image_auroc": 0.99}\n')   # from an earlier evaluation
     res = rd(*eval_args(small_root, trained["model"], out), cwd=tmp_path, fsize=8192)
-    assert_clean_failure(res, f"Cannot write {out}", "disk may be full", absent=(out / "metrics.json",))
+    assert_clean_failure(res, f"Cannot write {out}", "file-size limit", absent=(out / "metrics.json",))
     assert not list(out.glob(".*.tmp")), list(out.iterdir())
 
 
@@ -470,12 +471,18 @@ def test_ctrl_c_one_line_then_rerun_resumes(small_root, tmp_path):
     assert (run / "model.pt").is_file() and not (run / "checkpoint.pt").exists()
 
 
-def test_corrupt_checkpoint_is_named(small_root, tmp_path):
+def test_corrupt_checkpoint_is_set_aside(small_root, tmp_path):
+    """A damaged checkpoint must not block the run forever: it is moved to checkpoint.pt.damaged
+    with one warning naming it, and training starts from epoch 1 (the result is the same)."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(b"PK\x03\x04 not really a zip")
-    assert_clean_failure(rd(*train_args(small_root, run), cwd=tmp_path), str(run / "checkpoint.pt"),
-                         absent=(run / "model.pt",))
+    res = rd(*train_args(small_root, run), cwd=tmp_path)
+    assert res.rc == 0 and "Traceback" not in res.stderr and not res.errors(), res.stderr
+    warns = [w for w in res.warnings() if "checkpoint.pt" in w]
+    assert len(warns) == 1 and str(run / "checkpoint.pt.damaged") in warns[0] and "epoch 1" in warns[0], res.stderr
+    assert (run / "checkpoint.pt.damaged").read_bytes() == b"PK\x03\x04 not really a zip"
+    assert (run / "model.pt").is_file() and not (run / "checkpoint.pt").exists()
 
 
 # --------------------------------------------------------------------------- model.pt given to evaluate
@@ -533,7 +540,7 @@ def test_disk_full_while_generating_data(tmp_path):
     root, manifest = tmp_path / "data", tmp_path / "m.json"
     res = rd("prepare-data", "--dataset", "textures", "--root", str(root), "--category", CAT, "--n-train", "4",
              "--n-test-good", "2", "--n-per-defect", "1", "--out", str(manifest), cwd=tmp_path, fsize=8192)
-    assert_clean_failure(res, "Cannot write", f"--root {root}", "disk may be full", absent=(manifest, root / CAT))
+    assert_clean_failure(res, "Cannot write", f"--root {root}", "file-size limit", absent=(manifest, root / CAT))
     assert not root.exists() or not list(root.iterdir()), list(root.iterdir())  # no half-built category
 
 
@@ -572,7 +579,12 @@ def _full_config(path: Path, **overrides) -> Path:
      ["arms: 'resnet18/tunde' names setting 'tunde', which is not defined under `settings`",
       "Did you mean 'tuned'?",
       "comparisons[0]: 'convnext_pico/baseline' is not one of the arms"]),
-], ids=["schema", "cross_references"])
+    # what JSON schema lets through and every job would fail on: in the same list, all at once
+    (["batch_size=1", "settings={baseline: {optimizer: adam, lr: .nan}, "
+      "tuned: {optimizer: adamw, lr: 0.001, min_lr: 0.01, warmup_epochs: 9}}"],
+     ["batch_size: 1 is less than the minimum of 2", "settings.baseline.lr: must be a finite number > 0, got nan",
+      "settings.tuned.min_lr: 0.01 is above lr 0.001", "settings.tuned.warmup_epochs: 9.0 is more than the 4"]),
+], ids=["schema", "cross_references", "rules"])
 def test_bad_config_through_snakemake(overrides, expected, tmp_path):
     wd = _workflow(tmp_path)
     proc = snakemake(wd, "--config", *overrides)
@@ -678,3 +690,120 @@ def test_workflow_quotes_every_path_it_hands_to_a_shell():
     assert {"category", "backbone", "setting", "seed", "dataset"} <= set(constraints), constraints
     for name, pattern in constraints.items():
         assert re.fullmatch(r"\[[A-Za-z0-9_.\\-]+\]\+", pattern), (name, pattern)
+
+
+# --------------------------------------------------------------------------- second pass: signals, durability, tables
+def test_sigterm_is_an_interruption_then_rerun_resumes(small_root, tmp_path):
+    """SIGTERM (SLURM's time limit, kill) right after "epoch 2/4" is printed, i.e. while the
+    checkpoint of epoch 2 is being written: one line, exit 143 (128 + SIGTERM), no temporary
+    file left, the last complete checkpoint kept; the same command resumes."""
+    import signal
+
+    run = tmp_path / "run"
+    args = train_args(small_root, run, epochs=4)
+    res = rd_until("epoch 2/4", *args, cwd=tmp_path, sig=signal.SIGTERM)
+    assert res.rc == 143 and "Traceback" not in res.stderr, res.stderr
+    assert res.errors() == ["error: terminated (SIGTERM); outputs written so far are complete, rerun to continue."], \
+        res.stderr
+    assert not list(run.glob(".*.tmp")), list(run.iterdir())
+    assert (run / "checkpoint.pt").is_file() and not (run / "model.pt").exists()
+    again = rd(*args, cwd=tmp_path)
+    assert again.rc == 0 and "resuming from" in again.stderr, again.stderr
+    assert (run / "model.pt").is_file()
+
+
+def test_stale_temporaries_of_a_killed_run_are_cleared(small_root, tmp_path):
+    """kill -9 / power loss leaves `.checkpoint.pt.<random>.tmp`: the next start removes it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = run / ".checkpoint.pt.k2j4h1x0.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    res = rd(*train_args(small_root, run), cwd=tmp_path)
+    assert res.rc == 0 and not stale.exists(), res.stderr
+    assert any("removed 1 temporary file(s)" in w for w in res.warnings()), res.stderr
+
+
+def test_atomic_writes_are_flushed_to_disk(tmp_path, monkeypatch):
+    """fsync of the file before the rename and of its folder after it (power loss)."""
+    from rd import io
+
+    synced = []
+    real = os.fsync
+
+    def record(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    io.write_text(tmp_path / "out.txt", "x\n")
+    assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".out.txt.")) and synced[1] == str(tmp_path)
+
+
+@pytest.mark.parametrize("code,needle", [(28, "the disk is full"), (122, "quota"), (13, "permissions"),
+                                         (30, "read-only"), (21, "a folder has the output's name")])
+def test_write_errors_name_their_cause(code, needle):
+    from rd.io import write_failed
+
+    line = str(write_failed("out/x.json", OSError(code, os.strerror(code))))
+    assert needle in line and os.strerror(code) in line and " Fix: " in line, line
+
+
+def _summary_file(tmp_path: Path, **cells) -> Path:
+    """A small valid summary (2 arms x 2 categories x 2 seeds), some cells replaced."""
+    rows = ["category,seed,arm,backbone,setting,image_auroc,pixel_auroc,aupro"]
+    for c in ("brick", "grass"):
+        for s in (0, 1):
+            for a in ("resnet18/baseline", "convnext_pico/baseline"):
+                rows.append(f"{c},{s},{a},{a.split('/')[0]},baseline,0.{5 + s}{len(a)},0.9{s},0.8{s}")
+    text = "\n".join(rows) + "\n"
+    for old, new in cells.items():
+        text = text.replace(old, new, 1)
+    path = tmp_path / "summary.csv"
+    path.write_text(text)
+    return path
+
+
+def _stats(summary: Path, tmp_path: Path) -> Result:
+    return rd("stats", "--summary", str(summary), "--comparison", "resnet18/baseline", "convnext_pico/baseline",
+              "--out", str(tmp_path / "stats.csv"), cwd=tmp_path)
+
+
+def test_a_cell_that_is_not_a_number_is_named(tmp_path):
+    """Before: coerced to NaN, the run dropped with a misleading "without a partner" note."""
+    summary = _summary_file(tmp_path, **{"0.517": "0.5l7"})
+    assert_clean_failure(_stats(summary, tmp_path), f"{summary}, line 2, column 'image_auroc': '0.5l7' is not a number",
+                         absent=(tmp_path / "stats.csv",))
+
+
+def test_a_missing_core_metric_column_is_an_error(tmp_path):
+    summary = tmp_path / "summary.csv"
+    import pandas as pd
+
+    pd.read_csv(_summary_file(tmp_path)).drop(columns=["aupro"]).to_csv(summary, index=False)
+    assert_clean_failure(_stats(summary, tmp_path), "lacks the column(s) aupro", absent=(tmp_path / "stats.csv",))
+
+
+def test_an_all_nan_metric_is_reported_as_nan_with_a_note(tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(_summary_file(tmp_path))
+    frame["aupro"] = float("nan")
+    frame.loc[0, "pixel_auroc"] = float("nan")   # one run without a value: dropped with its partner, said so
+    summary = tmp_path / "summary.csv"
+    frame.to_csv(summary, index=False)
+    res = _stats(summary, tmp_path)
+    assert res.rc == 0, res.stderr
+    st = pd.read_csv(tmp_path / "stats.csv", keep_default_na=False)
+    across = st[st["reading"] == "across_categories"].set_index("metric")
+    assert across.loc["aupro", "mean_diff"] == "" and "all NaN in the summary" in across.loc["aupro", "note"]
+    note = across.loc["pixel_auroc", "note"]
+    assert "1 run(s) without a pixel_auroc value (NaN) dropped" in note and "without a partner" not in note, note
+
+
+def test_only_the_commands_own_temporaries_are_cleared(tmp_path):
+    from rd import io
+
+    (tmp_path / ".metrics.json.abc.tmp").write_text("x")
+    (tmp_path / ".summary.csv.abc.tmp").write_text("another job's")
+    removed = io.clear_stale_temporaries(tmp_path, ("metrics.json", "curves.json"))
+    assert removed == [tmp_path / ".metrics.json.abc.tmp"] and (tmp_path / ".summary.csv.abc.tmp").exists()

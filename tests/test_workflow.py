@@ -405,8 +405,9 @@ def install_stub_rd(wd: Path) -> None:
     pkg = wd / "rd"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    shutil.copy2(REPO / "rd" / "cli.py", pkg / "cli.py")
-    shutil.copy2(REPO / "rd" / "errors.py", pkg / "errors.py")
+    # the real command line and config check (and the light modules they import)
+    for name in ("cli.py", "errors.py", "params.py", "io.py", "config_check.py"):
+        shutil.copy2(REPO / "rd" / name, pkg / name)
     (pkg / "__main__.py").write_text(STUB_MAIN)
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from rd.data import decode as _decode_module
 from rd.errors import RDError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -112,16 +113,29 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _unfollowable(path: str | os.PathLike, exc: OSError) -> RDError:
+    return RDError(f"Cannot follow {path}: {exc.strerror} (a symbolic link that points to itself, in a "
+                   "loop, or somewhere unreadable).", "fix or delete the link, or replace it by the file or folder.")
+
+
+def _is(entry: os.DirEntry, kind: str) -> bool:
+    """``entry.is_file()`` / ``is_dir()``, with a symlink loop as one clear error."""
+    try:
+        return entry.is_file() if kind == "file" else entry.is_dir()
+    except OSError as exc:
+        raise _unfollowable(entry.path, exc) from exc
+
+
 def _list_images(folder: Path, ignored: list[str], base: Path) -> list[Path]:
     """Image files directly in ``folder`` (sorted); everything else goes to ``ignored``."""
     images = []
     with os.scandir(folder) as it:
         for entry in it:
-            if entry.is_file() and _is_image_name(entry.name):
+            if _is(entry, "file") and _is_image_name(entry.name):
                 images.append(Path(entry.path))
             else:
                 rel = Path(entry.path).relative_to(base).as_posix()
-                ignored.append(rel + ("/" if entry.is_dir() else ""))
+                ignored.append(rel + ("/" if _is(entry, "dir") else ""))
     return sorted(images, key=lambda p: p.name)
 
 
@@ -129,7 +143,7 @@ def _subfolders(folder: Path, ignored: list[str], base: Path) -> list[str]:
     names = []
     with os.scandir(folder) as it:
         for entry in it:
-            if entry.is_dir() and not entry.name.startswith("."):
+            if _is(entry, "dir") and not entry.name.startswith("."):
                 names.append(entry.name)
             else:
                 ignored.append(Path(entry.path).relative_to(base).as_posix())
@@ -152,6 +166,11 @@ def _find_mask(gt_dir: Path, stem: str) -> Path | None:
         for cand in (gt_dir / f"{stem}_mask{ext}", gt_dir / f"{stem}_mask{ext.upper()}"):
             if cand.is_file():
                 return cand
+            if os.path.lexists(cand):   # there, but a dangling link or a loop
+                try:
+                    cand.stat()
+                except OSError as exc:
+                    raise _unfollowable(cand, exc) from exc
     return None
 
 
@@ -165,6 +184,11 @@ def category_folder(root: str | os.PathLike, category: str) -> tuple[Path, Path]
     if not root.is_dir():
         raise RDError(f"Dataset root {root} is not a folder.", "point the data root at the folder holding the categories.")
     folder = root / category
+    if folder.is_symlink() and not folder.exists():
+        try:
+            folder.stat()
+        except OSError as exc:
+            raise _unfollowable(folder, exc) from exc
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise RDError(f"Category folder {folder} {what}; categories found in {root}: {_existing_categories(root)}.",
@@ -239,33 +263,18 @@ def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) 
 
 
 # --------------------------------------------------------------------------- decoding
-def _decode(path: Path, what: str, mode: str | None = None, strict: bool = False):
-    """Fully decode one file with PIL (catches truncation).
-
-    Returns the image converted to ``mode``, or, with ``mode=None``, the open-and-loaded image
-    (only ``size`` and ``getbbox`` are used then). ``strict`` also checks a PNG's chunk CRCs and
-    its end marker (``verify``): ``load`` alone accepts a PNG that lost only its tail.
-    """
-    from PIL import Image
-
-    try:
-        if strict:
-            with Image.open(path) as im:
-                if im.format == "PNG":
-                    im.verify()
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode) if mode and im.mode != mode else im
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a data problem
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise RDError(f"Cannot read {what} {path}: {reason}.",
-                      "the file is corrupt, truncated or not an image; replace it or delete it.") from exc
+# rd.data.decode: the one decoder for validation, training and evaluation (and other readers);
+# both names stay importable from here.
+decode_file = _decode_module.decode_file
+_decode = _decode_module._decode
 
 
-def _check_sizes(sample: Sample, image_size: tuple[int, int], mask_size: tuple[int, int]) -> None:
-    if image_size != mask_size:
-        raise RDError(f"Mask {sample.mask_path} is {mask_size[0]}x{mask_size[1]} but its image {sample.path} is "
-                      f"{image_size[0]}x{image_size[1]} (width x height).",
+def _check_sizes(sample: Sample, image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> None:
+    """Array shapes (height, width, ...) of an image and its mask must agree."""
+    (ih, iw), (mh, mw) = image_shape[:2], mask_shape[:2]
+    if (ih, iw) != (mh, mw):
+        raise RDError(f"Mask {sample.mask_path} is {mw}x{mh} but its image {sample.path} is "
+                      f"{iw}x{ih} (width x height, after EXIF rotation).",
                       "masks must have the size of their image; fix or replace the mask.")
 
 
@@ -284,11 +293,11 @@ def check_files(index: CategoryIndex) -> None:
     """Decode every image and mask of ``index`` in full and check each mask has its image's size."""
     empty_masks = []
     for s in index.train + index.test:
-        img = _decode(s.path, "image", strict=True)
+        img = decode_file(s.path, "image", strict=True)
         if s.mask_path is not None:
-            mask = _decode(s.mask_path, "mask", strict=True)
-            _check_sizes(s, img.size, mask.size)
-            if mask.getbbox() is None:
+            mask = decode_file(s.mask_path, "mask", strict=True)
+            _check_sizes(s, img.shape, mask.shape)
+            if not mask.any():
                 empty_masks.append(str(s.mask_path))
     if empty_masks:
         warnings.warn(f"{len(empty_masks)} defect mask(s) are all zero (no defect pixel): "
@@ -322,8 +331,7 @@ def _load_sample(sample: Sample, size: int):
     import torch
     import torch.nn.functional as F
 
-    pil = _decode(sample.path, "image", "RGB")
-    arr = np.array(pil, dtype=np.uint8)
+    arr = np.array(decode_file(sample.path, "image"), dtype=np.uint8)  # a writable copy for torch
     img = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0)
     if img.shape[-2:] != (size, size):
         img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -333,9 +341,9 @@ def _load_sample(sample: Sample, size: int):
     if sample.mask_path is None:
         mask = torch.zeros(1, size, size, dtype=torch.bool)
     else:
-        mpil = _decode(sample.mask_path, "mask", "L")
-        _check_sizes(sample, pil.size, mpil.size)
-        m = torch.from_numpy(np.array(mpil, dtype=np.uint8) > 0)[None, None].to(torch.uint8)
+        marr = decode_file(sample.mask_path, "mask")
+        _check_sizes(sample, arr.shape, marr.shape)
+        m = torch.from_numpy(np.ascontiguousarray(marr))[None, None].to(torch.uint8)
         if m.shape[-2:] != (size, size):
             m = F.interpolate(m, size=(size, size), mode="nearest-exact")
         mask = m[0].bool()

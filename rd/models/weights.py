@@ -90,7 +90,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
             raise RDError(f"Cannot read {path} as safetensors: {exc}.", "re-export the file.") from exc
     from rd.io import load_torch
 
-    state = load_torch(path)
+    state = load_torch(path, "Weights file", "re-download or re-export it (torch.save of a state dict, or .safetensors).")
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

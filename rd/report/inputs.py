@@ -50,8 +50,8 @@ def load_config(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise RDError(f"Config {path} does not exist.", "pass the resolved config (JSON or YAML) with --config.")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix.lower() == ".json":
             config = json.loads(text)
         else:
@@ -93,6 +93,9 @@ def load_manifests(paths: Sequence[str | Path]) -> dict[str, dict]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RDError(f"Data manifest {p} is not valid JSON ({exc}).",
                           "delete it and rerun `python -m rd prepare-data`.") from exc
+        if not isinstance(manifest, dict):
+            raise RDError(f"Data manifest {p} holds {type(manifest).__name__}, not a JSON object.",
+                          "delete it and rerun `python -m rd prepare-data`.")
         by_category[str(manifest.get("category", p.stem))] = manifest
     return by_category
 

@@ -2,166 +2,32 @@
 # the run list (arms x categories x seeds) and per-rule parameters and resources.
 # Only functions and module-level values here; rules live in their stage's file.
 
-import difflib
 import json
 import os
-import re
-import tempfile
+import sys
 from pathlib import Path
 
-import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 SCHEMA_PATH = Path(workflow.current_basedir) / ".." / "schemas" / "config.schema.yaml"
-ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
-FIX_HINT = "keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and in docs/configuration.md."
 
 
 # --------------------------------------------------------------------------- validation
-def _key_path(parts):
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+# The checks live in rd/config_check.py (importable, unit-tested); the rules run `rd` anyway.
+try:
+    import rd.config_check as _config_check
+except ImportError:   # snakemake run from the repository without `rd` installed
+    sys.path.insert(0, str((Path(workflow.current_basedir) / ".." / "..").resolve()))
+    import rd.config_check as _config_check
 
+split_arm = _config_check.split_arm
+is_weights_file = _config_check.is_weights_file
+from rd.io import write_text  # atomic: temp file, fsync, rename
 
-def _schema_errors(cfg, schema):
-    """One readable line per schema violation (unknown keys get a closest-name suggestion)."""
-    import jsonschema
-
-    validator_cls = jsonschema.validators.validator_for(schema)
-    lines = []
-    for err in sorted(validator_cls(schema).iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path))):
-        where = _key_path(list(err.absolute_path))
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = list(err.schema.get("properties", {}))
-            extra = [k for k in err.instance if k not in allowed]
-            for key in extra:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                prefix = f"{where}." if where != "(top level)" else ""
-                lines.append(f"{prefix}{key}: unknown key.{hint} Allowed here: {', '.join(allowed)}.")
-        elif err.validator == "propertyNames":
-            lines.append(f"{where}: name {err.instance!r} is not allowed ({err.message}).")
-        else:
-            lines.append(f"{where}: {err.message}.")
-    return lines
-
-
-def split_arm(arm):
-    """'backbone/setting' -> (backbone, setting)."""
-    match = ARM_RE.fullmatch(arm)
-    return match["backbone"], match["setting"]
-
-
-def is_weights_file(weights):
-    """A path rather than none, imagenet or a timm tag such as convnext_tiny.in12k_ft_in1k."""
-    return weights not in ("none", "imagenet") and (
-        bool(os.path.dirname(weights)) or weights.lower().endswith((".pth", ".pt", ".bin", ".safetensors")))
-
-
-def _closest(name, choices):
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
-
-
-def _cross_errors(cfg):
-    """What JSON schema cannot say: names that must refer to each other, paths that must exist."""
-    lines = []
-    backbones, settings = cfg["backbones"], cfg["settings"]
-    arms = cfg["arms"]
-    for arm in arms:
-        backbone, setting = split_arm(arm)
-        if backbone not in backbones:
-            lines.append(f"arms: '{arm}' names backbone '{backbone}', which is not defined under "
-                         f"`backbones` (defined: {', '.join(backbones)}).{_closest(backbone, backbones)}")
-        if setting not in settings:
-            lines.append(f"arms: '{arm}' names setting '{setting}', which is not defined under "
-                         f"`settings` (defined: {', '.join(settings)}).{_closest(setting, settings)}")
-    seen = set()
-    for i, (arm_a, arm_b) in enumerate(cfg["comparisons"]):
-        for arm in (arm_a, arm_b):
-            if arm not in arms:
-                lines.append(f"comparisons[{i}]: '{arm}' is not one of the arms "
-                             f"({', '.join(arms)}).{_closest(arm, arms)}")
-        if arm_a == arm_b:
-            lines.append(f"comparisons[{i}]: compares '{arm_a}' with itself.")
-        if (arm_a, arm_b) in seen:
-            lines.append(f"comparisons[{i}]: [{arm_a}, {arm_b}] is listed twice.")
-        seen.add((arm_a, arm_b))
-    for name, spec in backbones.items():
-        weights = spec["weights"]
-        if is_weights_file(weights) and name in {split_arm(a)[0] for a in arms}:
-            if not Path(weights).is_file():
-                lines.append(f"backbones.{name}.weights: file '{weights}' does not exist "
-                             "(use none, imagenet, or the path to a local .pth/.safetensors file).")
-    ds = cfg["dataset"]
-    if ds["name"] != "textures":
-        root = Path(ds["root"])
-        if not root.is_dir():
-            lines.append(f"dataset.root: folder '{root}' does not exist (dataset {ds['name']} is read, "
-                         "not generated). Point it at your copy, e.g. --config 'dataset={root: /path/to/mvtec}'.")
-        else:
-            missing = [c for c in ds["categories"] if not (root / c).is_dir()]
-            if missing:
-                lines.append(f"dataset.categories: {', '.join(missing)} not found under '{root}' "
-                             f"(found: {', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) or 'nothing'}).")
-    return lines
-
-
-def _coerce(value, schema, root):
-    """Turn strings into the numbers/booleans the schema asks for.
-
-    ``--config seeds=[0,1]`` or ``--config 'settings={tuned: {lr: 0.002}}'`` reach the workflow
-    as strings inside lists and mappings; convert them where the schema expects a number.
-    """
-    if "$ref" in schema:
-        target = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
-    kind = schema.get("type")
-    kinds = set(kind) if isinstance(kind, list) else {kind}
-    if isinstance(value, str):
-        text = value.strip()
-        if "null" in kinds and text.lower() in ("null", "none", "~"):
-            return None
-        if "integer" in kinds and re.fullmatch(r"[+-]?[0-9]+", text):
-            return int(text)
-        if "number" in kinds and re.fullmatch(r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?", text):
-            return float(text)
-        if "boolean" in kinds and text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        return value
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        extra = extra if isinstance(extra, dict) else {}
-        return {k: _coerce(v, props.get(k, extra), root) for k, v in value.items()}
-    if isinstance(value, list):
-        items = schema.get("items", {})
-        return [_coerce(v, items if isinstance(items, dict) else {}, root) for v in value]
-    return value
-
-
-def check_config(cfg):
-    """Validate ``cfg`` in place (defaults filled from the schema) or stop with readable lines."""
-    with open(SCHEMA_PATH) as fh:
-        schema = yaml.safe_load(fh)
-    cfg.update(_coerce(dict(cfg), schema, schema))
-    lines = _schema_errors(cfg, schema)
-    if not lines:
-        validate(cfg, str(SCHEMA_PATH), set_default=True)
-        lines = _cross_errors(cfg)
-    if lines:
-        raise WorkflowError(
-            "Invalid configuration (nothing was run):\n  - " + "\n  - ".join(lines) + f"\nFix: {FIX_HINT}"
-        )
-    return schema
-
-
-SCHEMA = check_config(config)
+try:
+    SCHEMA = _config_check.check_config(config, SCHEMA_PATH)
+except _config_check.InvalidConfig as exc:
+    raise WorkflowError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- the run list
@@ -279,20 +145,3 @@ def resolved_config_json():
         for name in SCHEMA["properties"]["resources"]["properties"]
     }
     return json.dumps(resolved, indent=2, sort_keys=True) + "\n"
-
-
-def write_text_atomic(path, text):
-    """Temp file in the target's folder + os.replace: the file is complete or absent."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
