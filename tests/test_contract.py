@@ -148,7 +148,7 @@ class World:
     model: Path                    # a trained model.pt
     checkpoint: Path               # a checkpoint.pt of the same configuration (epoch 1 of 2)
     weights: Path                  # a resnet18 state dict
-    fake: dict = field(default_factory=dict)   # aggregate/stats/report inputs (rd.report.fixtures)
+    fake: dict = field(default_factory=dict)   # aggregate/stats/report inputs (helpers.report_fixtures)
 
 
 def train_flags(epochs: str = "1") -> list[str]:
@@ -162,7 +162,7 @@ def world(tmp_path_factory) -> World:
 
     from rd.aggregate import write_summary
     from rd.data import prepare_category
-    from rd.report.fixtures import make_fake_results
+    from helpers.report_fixtures import make_fake_results
     from rd.stats import write_stats
 
     base = tmp_path_factory.mktemp("world")
@@ -173,14 +173,18 @@ def world(tmp_path_factory) -> World:
     res = rd("train", "--data-root", str(root), "--category", CAT, "--backbone", "resnet18", *train_flags(),
              "--out-dir", str(run), cwd=base)
     assert res.rc == 0, res.stderr
+    res = rd("evaluate", "--data-root", str(root), "--category", CAT, "--model", str(run / "model.pt"),
+             "--device", "cpu", "--failure-cases", "1", "--out-dir", str(run), cwd=base)  # threshold.json
+    assert res.rc == 0, res.stderr
     # a checkpoint as training writes it after epoch 1 of 2 (the checkpoint cases train 2 epochs)
     from rd.optim import make_optimizer, make_scheduler
     from rd.run import TrainConfig, build_seeded
+    from rd.train import student_modules
 
     cfg = TrainConfig(data_root=str(root), category=CAT, backbone="resnet18", image_size=32, epochs=2,
                       batch_size=2, device="cpu")
     model = build_seeded(cfg)
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.setting)
+    opt = make_optimizer(student_modules(model), cfg.setting)
     sched = make_scheduler(opt, cfg.setting, 2, cfg.epochs)
     checkpoint = base / "checkpoint.pt"
     torch.save({"identity": cfg.identity(), "epoch": 1, "history": [{"epoch": 1, "loss": 1.0, "lr": 0.005,
@@ -245,6 +249,11 @@ def _argv(command: str, case: Path, w: World, **over: str) -> list[str]:
                       "--out", str(out / "summary.csv")],
         "stats": ["stats", "--summary", over.get("summary", str(f["summary"])),
                   *[x for a, b in f["comparisons"] for x in ("--comparison", a, b)], "--out", str(out / "stats.csv")],
+        "predict": ["predict", over.get("model", str(w.model.parent)), over.get("images", str(w.root / CAT / "test")),
+                    "--threshold", over.get("threshold", "good"), "--device", "cpu", "--batch-size", "4",
+                    "--no-images", "--out", str(out)],
+        "export": ["export", over.get("model", str(w.model.parent)), "--threshold", over.get("threshold", "good"),
+                   "--out", str(out / "m.onnx")],
         "report": ["report", "--summary", over.get("summary", str(f["summary"])),
                    "--stats", over.get("stats", str(f["stats"])), "--config", over.get("config", str(f["config"])),
                    "--data-manifests", *over.get("manifests", f["manifests"]), "--out", str(out / "report.html")],
@@ -253,7 +262,8 @@ def _argv(command: str, case: Path, w: World, **over: str) -> list[str]:
 
 OUTPUTS = {"prepare-data": ("m.json",), "smoke": ("s.json",), "complexity": ("c.json",),
            "train": ("model.pt", "train.json", "history.csv"), "evaluate": ("metrics.json",),
-           "aggregate": ("summary.csv",), "stats": ("stats.csv",), "report": ("report.html",)}
+           "aggregate": ("summary.csv",), "stats": ("stats.csv",), "report": ("report.html",),
+           "predict": ("predictions.csv",), "export": ("m.onnx", "m.json")}
 
 
 def _file_case(command: str, what: str, damage: Callable[[Path], None], expect: str,
@@ -306,6 +316,28 @@ def _run_copy(file: str):
     return locate
 
 
+def _predict_model(case: Path, w: World) -> tuple[Path, dict]:
+    dst = case / "model.pt"
+    shutil.copy2(w.model, dst)
+    return dst, {"model": str(dst), "threshold": "0.5"}
+
+
+def _run_folder_copy(name: str):
+    """A copy of the trained run's folder; ``name`` in it is damaged."""
+    def locate(case: Path, w: World) -> tuple[Path, dict]:
+        run = case / "run"
+        shutil.copytree(w.model.parent, run)
+        return run / name, {"model": str(run)}
+
+    return locate
+
+
+def _predict_image(case: Path, w: World) -> tuple[Path, dict]:
+    images = case / "images"
+    shutil.copytree(w.root / CAT / "test" / "good", images)
+    return _first(images), {"images": str(images)}
+
+
 def _checkpoint(case: Path, w: World) -> tuple[Path, dict]:
     out = case / "out"
     shutil.copy2(w.checkpoint, out / "checkpoint.pt")
@@ -353,6 +385,15 @@ def build_cases() -> list[Case]:
         cases.append(_file_case("evaluate", "model", damage, ERROR, model))
     for damage in (other_backbone, extra_config_key, missing_config_key, no_student):
         cases.append(_file_case("evaluate", "model", damage, ERROR, model))
+    # predict and export read the same model.pt (a copy alone: predict is given a number threshold)
+    for damage in (empty, truncate, as_text, other_backbone, missing_config_key):
+        cases.append(_file_case("predict", "model", damage, ERROR, _predict_model))
+        cases.append(_file_case("export", "model", damage, ERROR, _predict_model))
+    run_files = _run_folder_copy
+    for damage in (empty, as_json_list):
+        cases.append(_file_case("predict", "threshold", damage, ERROR, run_files("threshold.json")))
+    for damage in (empty, truncate, as_text):   # an image that cannot be read is skipped, listed in the CSV
+        cases.append(_file_case("predict", "image", damage, OK, _predict_image))
     # a checkpoint goes through the same loader as model.pt (above); each of these trains, so
     # one damage of each family: cut short, another kind of file, another network, intact
     for damage in (empty, as_text, other_backbone, unchanged):    # set aside and trained afresh / resumed
@@ -482,6 +523,7 @@ def test_contract_table(world, tmp_path):
 
 def test_the_table_covers_every_command():
     commands = {c.command for c in CASES}
-    assert {"prepare-data", "smoke", "complexity", "train", "evaluate", "aggregate", "stats", "report"} <= commands
+    assert {"prepare-data", "smoke", "complexity", "train", "evaluate", "aggregate", "stats", "report",
+            "predict", "export"} <= commands
     assert len(CASES) >= 120, len(CASES)
     assert len({c.id for c in CASES}) == len(CASES)
