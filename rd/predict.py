@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from rd import io
-from rd.data.mvtec import IMAGE_EXTENSIONS, Sample, _load_sample
+from rd.data.mvtec import IMAGE_EXTENSIONS, load_image
 from rd.errors import RDError
 from rd.thresholds import Threshold, resolve_threshold
 
@@ -143,7 +143,7 @@ def _decode_batch(entries: Sequence[Entry], image_size: int):
     images, done = [], []
     for e in entries:
         try:
-            img, _ = _load_sample(Sample(e.path, e.path.name, 0, "good", None), image_size)
+            img = load_image(e.path, image_size)
         except RDError as exc:
             detail = exc.problem.split(f"{e.path}: ", 1)[-1].rstrip(".")  # the decoder's words, not the path again
             e = Entry(e.path, f"cannot be read as an image ({detail})")

@@ -326,18 +326,31 @@ def _check_image_size(image_size: int) -> int:
     return image_size
 
 
+def _image_tensor(arr: np.ndarray, size: int):
+    """A decoded HxWx3 uint8 image as the network sees it: 3xSxS float32, ImageNet-normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    img = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0)
+    if img.shape[-2:] != (size, size):
+        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    return ((img - mean) / std)[0].contiguous()
+
+
+def load_image(path: str | os.PathLike, size: int):
+    """One image file exactly as training and evaluation load it (decode, resize, normalise)."""
+    return _image_tensor(np.array(decode_file(Path(path), "image"), dtype=np.uint8), size)
+
+
 def _load_sample(sample: Sample, size: int):
     """(image 3xSxS float32 normalised, mask 1xSxS bool) for one sample."""
     import torch
     import torch.nn.functional as F
 
     arr = np.array(decode_file(sample.path, "image"), dtype=np.uint8)  # a writable copy for torch
-    img = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0)
-    if img.shape[-2:] != (size, size):
-        img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
-    img = ((img - mean) / std)[0]
+    img = _image_tensor(arr, size)
     if sample.mask_path is None:
         mask = torch.zeros(1, size, size, dtype=torch.bool)
     else:
@@ -347,7 +360,7 @@ def _load_sample(sample: Sample, size: int):
         if m.shape[-2:] != (size, size):
             m = F.interpolate(m, size=(size, size), mode="nearest-exact")
         mask = m[0].bool()
-    return img.contiguous(), mask
+    return img, mask
 
 
 def load_split(root: str | os.PathLike, category: str, split: str, image_size: int) -> dict[str, Any]:
