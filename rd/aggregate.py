@@ -32,7 +32,6 @@ defect type seen in any run, then ``run_dir``. Rows are sorted by category, back
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rd.errors import RDError
+from rd.io import read_json_object
 from rd.metric_list import METRICS
 
 ID_COLUMNS = ["category", "backbone", "setting", "arm", "seed", "weights", "image_size", "epochs"]
@@ -63,17 +63,7 @@ NAN = float("nan")
 
 # --------------------------------------------------------------------------- small readers
 def _read_json(path: Path, what: str, fix: str) -> dict:
-    if not path.is_file():
-        raise RDError(f"{what} {path} does not exist.", fix)
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RDError(f"{what} {path} is not valid JSON ({exc}).",
-                      "the file is corrupt or truncated; delete it and rerun the step that writes it.") from exc
-    if not isinstance(value, dict):
-        raise RDError(f"{what} {path} holds {type(value).__name__}, not a JSON object.",
-                      "delete it and rerun the step that writes it.")
-    return value
+    return read_json_object(path, what, fix)
 
 
 def _num(value: Any) -> float:

@@ -223,6 +223,24 @@ def load_torch(path: str | os.PathLike, what: str = "Checkpoint",
 _NUMBER_WORDS = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 
+def read_json_object(path: str | os.PathLike, what: str, fix: str, damaged_fix: str | None = None) -> dict[str, Any]:
+    """A JSON file that must hold an object: missing, unreadable, invalid or of another kind is
+    one RDError naming the file (``fix`` when it is missing, ``damaged_fix`` when it is broken)."""
+    path = Path(path)
+    damaged_fix = damaged_fix or "the file is corrupt or truncated; delete it and rerun the step that writes it."
+    if not path.is_file():
+        raise RDError(f"{what} {path} does not exist.", fix)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RDError(f"{what} {path} is not valid JSON ({exc}).", damaged_fix) from exc
+    except OSError as exc:
+        raise RDError(f"Cannot read {what.lower()} {path}: {exc.strerror or exc}.", fix) from exc
+    if not isinstance(value, dict):
+        raise RDError(f"{what} {path} holds {type(value).__name__}, not a JSON object.", damaged_fix)
+    return value
+
+
 def _parse_number(cell: str) -> float | None:
     """A CSV cell -> float; '' and 'nan' -> NaN (a value that is missing on purpose); None: not a number."""
     text = cell.strip()

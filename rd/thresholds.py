@@ -10,7 +10,6 @@ more false alarms than 1 in 100 on new good images. A number can always be given
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rd.errors import RDError
+from rd.io import read_json_object
 
 GOOD_QUANTILE = 0.99
 THRESHOLD_FILE = "threshold.json"
@@ -47,15 +47,7 @@ def good_threshold(scores: np.ndarray, quantile: float = GOOD_QUANTILE) -> dict[
 
 
 def _read_json(path: Path, what: str, fix: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise RDError(f"{what} {path} does not exist.", fix)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RDError(f"Cannot read {what.lower()} {path}: {exc}.", fix) from exc
-    if not isinstance(data, dict):
-        raise RDError(f"{what} {path} is not a JSON object.", fix)
-    return data
+    return read_json_object(path, what, fix, damaged_fix=fix)
 
 
 def resolve_threshold(choice: str | float, run_dir: str | os.PathLike) -> Threshold:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rd.errors import RDError
+from rd.io import read_json_object
 
 PACKAGES = ["rd-backbones", "torch", "torchvision", "timm", "numpy", "scipy", "pandas", "scikit-learn",
             "scikit-image", "fvcore", "matplotlib", "jinja2", "snakemake"]
@@ -86,16 +87,8 @@ def load_manifests(paths: Sequence[str | Path]) -> dict[str, dict]:
     by_category = {}
     for p in paths:
         p = Path(p)
-        if not p.is_file():
-            raise RDError(f"Data manifest {p} does not exist.", "run `python -m rd prepare-data` for that category.")
-        try:
-            manifest = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RDError(f"Data manifest {p} is not valid JSON ({exc}).",
-                          "delete it and rerun `python -m rd prepare-data`.") from exc
-        if not isinstance(manifest, dict):
-            raise RDError(f"Data manifest {p} holds {type(manifest).__name__}, not a JSON object.",
-                          "delete it and rerun `python -m rd prepare-data`.")
+        manifest = read_json_object(p, "Data manifest", "run `python -m rd prepare-data` for that category.",
+                                    "delete it and rerun `python -m rd prepare-data`.")
         by_category[str(manifest.get("category", p.stem))] = manifest
     return by_category
 
