@@ -106,7 +106,7 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     with resolve_device(device) as lease:
         model = model.to(lease.device)
         maps = predict(model, test["images"], cfg["image_size"], lease.device, cfg["batch_size"])
-        train_good = load_split(data_root, category, "train", cfg["image_size"])["images"]
+        train_good = load_split(data_root, category, "train", cfg["image_size"], dataset=dataset)["images"]
         train_scores = image_scores(predict(model, train_good, cfg["image_size"], lease.device, cfg["batch_size"]))
     masks = test["masks"][:, 0].numpy().astype(bool)
     scores = image_scores(maps)
