@@ -578,7 +578,7 @@ def _full_config(path: Path, **overrides) -> Path:
     (["arms=[resnet18/baseline,resnet18/tunde]"],
      ["arms: 'resnet18/tunde' names setting 'tunde', which is not defined under `settings`",
       "Did you mean 'tuned'?",
-      "comparisons[0]: 'convnext_pico/baseline' is not one of the arms"]),
+      "comparisons[1]: 'convnext_pico/baseline' is not one of the arms"]),
     # what JSON schema lets through and every job would fail on: in the same list, all at once
     (["batch_size=1", "settings={baseline: {optimizer: adam, lr: .nan}, "
       "tuned: {optimizer: adamw, lr: 0.001, min_lr: 0.01, warmup_epochs: 9}}"],
@@ -652,6 +652,8 @@ UNQUOTED_OK = {
     "wildcards.setting": "wildcard_constraints: [A-Za-z0-9_.-]+",
     "wildcards.seed": "wildcard_constraints: [0-9]+",
     "threads": "an integer",
+    "params.model": "schema pattern [A-Za-z0-9_]+ (or the backbone wildcard)",
+    "params.student": "schema pattern [A-Za-z0-9_]+",
     "params.image_size": "schema integer", "params.epochs": "schema integer", "params.batch_size": "schema integer",
     "params.seed": "schema integer", "params.eval_every": "schema integer", "params.failure_cases": "schema integer",
     "params.sizes": "schema integers", "params.device": "schema pattern auto|cpu|cuda[:N]",
