@@ -132,15 +132,3 @@ def decode_file(path: str | os.PathLike, what: str = "image", strict: bool = Fal
     path = Path(path)
     im = _open(path, what, strict)
     return _mask_array(im, path) if what == "mask" else _image_array(im, path)
-
-
-def _decode(path: Path, what: str, mode: str | None = None, strict: bool = False):
-    """PIL view of :func:`decode_file` (kept for callers that want an image object): ``mode``
-    "RGB" gives the image as trained on, "L" a mask as 0/255; None the RGB image (mask for
-    ``what="mask"``)."""
-    from PIL import Image
-
-    arr = decode_file(path, "mask" if what == "mask" or mode == "L" else "image", strict)
-    return Image.fromarray(arr.astype(np.uint8) * 255 if arr.dtype == bool else arr)
-
-

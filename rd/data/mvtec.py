@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from rd.data import decode as _decode_module
+from rd.data.decode import decode_file
 from rd.errors import RDError
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -263,10 +263,7 @@ def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) 
 
 
 # --------------------------------------------------------------------------- decoding
-# rd.data.decode: the one decoder for validation, training and evaluation (and other readers);
-# both names stay importable from here.
-decode_file = _decode_module.decode_file
-_decode = _decode_module._decode
+# rd.data.decode.decode_file: the one decoder for validation, training and evaluation.
 
 
 def _check_sizes(sample: Sample, image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> None:
