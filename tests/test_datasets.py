@@ -210,12 +210,17 @@ def _first(rows, split, label, cat="candle"):
     return next(r for r in rows if r[0] == cat and r[1] == split and r[2] == label)
 
 
-def _visa_empty_mask_column(root):
+def _visa_set_first_anomaly(root, column, value):
+    """Set one cell of the first anomalous test row; the damaged row's image is returned."""
     def edit(rows):
-        _first(rows, "test", "anomaly")[4] = ""
+        _first(rows, "test", "anomaly")[column] = value
         return rows
     _visa_rows(root, edit)
     return root / "candle/Data/Images/Anomaly/000.JPG"
+
+
+def _visa_empty_mask_column(root):
+    return _visa_set_first_anomaly(root, 4, "")
 
 
 def _visa_duplicate_row(root):
@@ -224,11 +229,7 @@ def _visa_duplicate_row(root):
 
 
 def _visa_anomaly_in_train(root):
-    def edit(rows):
-        _first(rows, "test", "anomaly")[1] = "train"
-        return rows
-    _visa_rows(root, edit)
-    return root / "candle/Data/Images/Anomaly/000.JPG"
+    return _visa_set_first_anomaly(root, 1, "train")
 
 
 def _visa_no_rows(root):
