@@ -19,7 +19,6 @@ onnx and onnxruntime are optional (``pip install -e .[export]``) and imported on
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -92,14 +91,6 @@ class AnomalyGraph(nn.Module):
         return maps, maps.flatten(1).amax(dim=1)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_out(out: Path) -> Path:
     if out.suffix.lower() != ".onnx":
         raise RDError(f"Output {out} does not end in .onnx.", "pass --out FILE.onnx (FILE.json is written beside it).")
@@ -166,7 +157,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, *, threshold: st
     diff = export_graph(graph, out, opset)
     size = int(cfg["image_size"])
     meta = {
-        "onnx": out.name, "onnx_sha256": _sha256(out), "opset": opset,
+        "onnx": out.name, "onnx_sha256": io.file_sha256(out), "opset": opset,
         "input": {"name": INPUT, "shape": ["batch", 3, size, size], "dtype": "float32", "layout": "NCHW RGB"},
         "outputs": {OUTPUTS[0]: ["batch", size, size], OUTPUTS[1]: ["batch"]},
         "image_size": size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -175,7 +166,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, *, threshold: st
         "decision": "anomalous when score >= threshold",
         "backbone": cfg["backbone"], "weights": cfg["weights"], "setting": cfg["setting_name"],
         "arm": f"{cfg['backbone']}/{cfg['setting_name']}", "seed": cfg["seed"], "category": cfg["category"],
-        "model_pt": str(model_path), "model_pt_sha256": _sha256(model_path),
+        "model_pt": str(model_path), "model_pt_sha256": io.file_sha256(model_path),
         "verified_max_abs_diff": diff, "torch": torch.__version__,
     }
     io.write_json(meta_path, meta)

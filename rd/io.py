@@ -223,6 +223,17 @@ def load_torch(path: str | os.PathLike, what: str = "Checkpoint",
 _NUMBER_WORDS = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (weights files can be hundreds of MB)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def read_json_object(path: str | os.PathLike, what: str, fix: str, damaged_fix: str | None = None) -> dict[str, Any]:
     """A JSON file that must hold an object: missing, unreadable, invalid or of another kind is
     one RDError naming the file (``fix`` when it is missing, ``damaged_fix`` when it is broken)."""

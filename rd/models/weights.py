@@ -7,7 +7,6 @@ what the benchmark measures.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from rd.errors import RDError
+from rd.io import file_sha256
 
 # "imagenet" means ImageNet-1k pretraining only, for every teacher: the paper's teacher saw
 # ImageNet-1k, and a bigger pretraining set (timm's default for convnext_tiny is in12k_ft_in1k)
@@ -249,14 +249,6 @@ RANDOM_TEACHER_INIT = ("every residual branch active (ResNet blocks' last BatchN
                        "ConvNeXt layer scale 1)")
 
 
-def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _hub_file_sha256(model: nn.Module) -> str | None:
     """sha256 of the cached hub file timm loaded, when the cache can tell which one."""
     try:
@@ -269,7 +261,7 @@ def _hub_file_sha256(model: nn.Module) -> str | None:
     for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
         found = try_to_load_from_cache(hub_id, filename)
         if isinstance(found, str):
-            return _sha256_file(found)
+            return file_sha256(found)
     return None
 
 
@@ -291,7 +283,7 @@ def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> tuple[nn
             shape_model = timm.create_model(base, pretrained=False)
         state, path = _efficientnet_lite0_state_dict(shape_model)
         model = _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
-        return model, replace(source, sha256=_sha256_file(path))
+        return model, replace(source, sha256=file_sha256(path))
     if source.kind == "timm":
         try:
             model = timm.create_model(source.tag, pretrained=True, **kwargs)
@@ -312,4 +304,4 @@ def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> tuple[nn
     _check_against(base, state, str(path))
     # timm's local-file mechanism, fed the tensors we already read safely.
     model = _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
-    return model, replace(source, sha256=_sha256_file(path))
+    return model, replace(source, sha256=file_sha256(path))
