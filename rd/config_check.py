@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from rd.params import RULES, setting_errors
+from rd.params import RULES, is_weights_file, setting_errors
 
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
 FIX_HINT = ("keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and "
@@ -58,12 +58,6 @@ def _schema_errors(cfg, schema):
         else:
             lines.append(f"{where}: {err.message}.")
     return lines
-
-
-def is_weights_file(weights: str) -> bool:
-    """A path rather than none, imagenet or a timm tag such as convnext_tiny.in12k_ft_in1k."""
-    return weights not in ("none", "imagenet") and (
-        bool(os.path.dirname(weights)) or weights.lower().endswith((".pth", ".pt", ".bin", ".safetensors")))
 
 
 def split_arm(arm):

@@ -24,6 +24,15 @@ from typing import Any, Callable
 
 from rd.errors import RDError
 
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def is_weights_file(weights: str) -> bool:
+    """``weights`` names a file (a path or a weights suffix), not none, imagenet or a timm tag
+    such as ``convnext_tiny.in12k_ft_in1k``. Shared by the config check and the weights loader."""
+    return weights not in ("none", "imagenet") and (
+        weights.lower().endswith(WEIGHT_FILE_SUFFIXES) or "/" in weights or "\\" in weights)
+
 #: The paper's recipe: the defaults of ``python -m rd train`` and of ``TrainConfig``.
 RECIPE: dict[str, Any] = {"image_size": 256, "epochs": 200, "batch_size": 16, "seed": 0, "threads": 1,
                           "eval_every": 0, "device": "auto"}

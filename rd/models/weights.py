@@ -18,6 +18,7 @@ from torch import nn
 
 from rd.errors import RDError
 from rd.io import file_sha256
+from rd.params import WEIGHT_FILE_SUFFIXES, is_weights_file
 
 # "imagenet" means ImageNet-1k pretraining only, for every teacher: the paper's teacher saw
 # ImageNet-1k, and a bigger pretraining set (timm's default for convnext_tiny is in12k_ft_in1k)
@@ -31,7 +32,6 @@ IMAGENET_1K_TAGS = {
     "convnext_nano": "d1h_in1k", "convnext_tiny": "fb_in1k", "convnext_small": "fb_in1k",
     "convnext_base": "fb_in1k", "convnext_large": "fb_in1k",
 }
-WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 # Words in a timm tag that name pretraining data other than ImageNet-1k.
 _OTHER_DATA = ("laion", "clip", "openai", "yfcc", "ig1b", "ig", "lvd", "dino", "jft", "bamboo", "sam", "mim",
                "ssl", "swsl", "datacomp", "merged")
@@ -176,10 +176,6 @@ def _available_tags(base: str) -> list[str]:
     return [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")]
 
 
-def _is_file_request(weights: str) -> bool:
-    return weights.lower().endswith(WEIGHT_FILE_SUFFIXES) or "/" in weights or "\\" in weights
-
-
 def resolve_weights(name: str, weights: str = "none") -> TeacherWeights:
     """Turn the configured ``weights`` into one exact source, or say why it cannot.
 
@@ -204,7 +200,7 @@ def resolve_weights(name: str, weights: str = "none") -> TeacherWeights:
                           f"(timm has: {', '.join(tags) if tags else 'none'}).",
                           f"name the tag explicitly, e.g. weights: {base}.{tags[0] if tags else '<tag>'}, "
                           "knowing what data it was pretrained on.")
-    elif _is_file_request(weights):
+    elif is_weights_file(weights):
         path = Path(weights).expanduser()
         if path.suffix not in WEIGHT_FILE_SUFFIXES:
             raise RDError(f"weights={weights!r} is neither none, imagenet, a timm tag nor a "
