@@ -21,7 +21,7 @@ report: "workflow/report/workflow.rst"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
-    category=r"[A-Za-z0-9_.-]+",
+    category=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",  # rd.params.CATEGORY_PATTERN
     backbone=r"[A-Za-z0-9_.]+",
     setting=r"[A-Za-z0-9_.-]+",
     seed=r"[0-9]+",
@@ -44,3 +44,4 @@ rule all:
     input:
         "reports/report.html",
         PREDICT_TARGETS,  # [] unless the config's `predict` is set
+        DATA_MARKERS,  # textures: the generated folders ([] for a dataset you provide)

@@ -67,7 +67,7 @@ def _add_prepare_data(p: argparse.ArgumentParser) -> None:
                    help="textures: generate the embedded dataset; mvtec, visa, mvtec_ad2, btad: validate a "
                         "user-given root in that dataset's own layout")
     p.add_argument("--root", required=True, help="dataset root (the folder holding the categories)")
-    p.add_argument("--category", required=True)
+    p.add_argument("--category", required=True, **params.arg("category", default=None))
     p.add_argument("--seed", **params.arg("seed", default=0, help="generation seed (textures only)"))
     p.add_argument("--n-train", **params.arg("n_train", help="textures: good training crops (default 100)"))
     p.add_argument("--n-test-good", **params.arg("n_test_good", help="textures: good test crops (default 20)"))
@@ -126,7 +126,7 @@ def _run_complexity(a: argparse.Namespace) -> None:
 def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True)
     p.add_argument("--dataset", choices=DATASETS, default="mvtec", help=DATASET_HELP)
-    p.add_argument("--category", required=True)
+    p.add_argument("--category", required=True, **params.arg("category", default=None))
     p.add_argument("--backbone", required=True)
     p.add_argument("--weights", default="none",
                    help="none | imagenet (ImageNet-1k only) | <model>.<tag> | path to .pth/.safetensors")
@@ -170,7 +170,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True)
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help=DATASET_HELP + " (default: the dataset the model was trained on)")
-    p.add_argument("--category", required=True)
+    p.add_argument("--category", required=True, **params.arg("category", default=None))
     p.add_argument("--model", required=True, help="model.pt written by train")
     p.add_argument("--device", **params.arg("device"))
     p.add_argument("--threads", **params.arg("threads"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from rd.params import RULES, is_weights_file, setting_errors
+from rd.params import RULES, TEXTURE_CATEGORIES, is_weights_file, setting_errors
 
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
 FIX_HINT = ("keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and "
@@ -102,6 +102,7 @@ def _cross_errors(cfg):
                 lines.append(f"backbones.{name}.weights: file '{weights}' does not exist "
                              "(use none, imagenet, or the path to a local .pth/.safetensors file).")
     ds = cfg["dataset"]
+    lines += _dataset_errors(ds)
     if ds["name"] != "textures":
         root = Path(ds["root"])
         if not root.is_dir():
@@ -113,6 +114,29 @@ def _cross_errors(cfg):
                 lines.append(f"dataset.categories: {', '.join(missing)} not found under '{root}' "
                              f"(found: {', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) or 'nothing'}).")
     return lines + _predict_errors(cfg)
+
+
+#: Folders the workflow writes into; a dataset root inside (or around) one of them could be overwritten.
+PIPELINE_FOLDERS = ("results", "reports", "logs", ".snakemake")
+
+
+def _dataset_errors(ds) -> list[str]:
+    """Meaning, not shape: a category is one folder name (the schema's pattern), the embedded
+    generator makes only its own categories, and the dataset root is apart from the outputs."""
+    lines = []
+    if ds["name"] == "textures":
+        unknown = [c for c in ds["categories"] if c not in TEXTURE_CATEGORIES]
+        if unknown:
+            lines.append(f"dataset.categories: {', '.join(map(repr, unknown))} not an embedded texture category "
+                         f"({', '.join(TEXTURE_CATEGORIES)}); dataset.name is 'textures' (the default), which "
+                         "generates data. For your own folder set dataset.name (mvtec, visa, mvtec_ad2 or btad).")
+    root = Path(os.path.abspath(ds["root"]))
+    for folder in PIPELINE_FOLDERS:
+        out = Path(os.path.abspath(folder))
+        if root == out or out in root.parents or root in out.parents:
+            lines.append(f"dataset.root: '{ds['root']}' overlaps the workflow's output folder '{folder}/'; "
+                         "point the dataset root at a folder of its own (e.g. data/<name>).")
+    return lines
 
 
 def _predict_errors(cfg) -> list[str]:

@@ -33,6 +33,16 @@ def is_weights_file(weights: str) -> bool:
     return weights not in ("none", "imagenet") and (
         weights.lower().endswith(WEIGHT_FILE_SUFFIXES) or "/" in weights or "\\" in weights)
 
+#: A category name is one path component: letters, digits, ``_ . -``, not starting with a dot
+#: (so never ``.``, ``..`` or a hidden folder). The schema's category pattern is kept equal to it.
+CATEGORY_PATTERN = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+
+#: The embedded dataset's categories (``rd.data.textures`` generates exactly these).
+TEXTURE_CATEGORIES: tuple[str, ...] = ("brick", "grass", "gravel")
+#: The file the texture generator writes last into a category folder it made: the prepare_data
+#: rule's declared output (Snakemake deletes a failed job's outputs: only this file, never a folder).
+GENERATED_DONE = "generated.done"
+
 #: The paper's recipe: the defaults of ``python -m rd train`` and of ``TrainConfig``.
 RECIPE: dict[str, Any] = {"image_size": 256, "epochs": 200, "batch_size": 16, "seed": 0, "threads": 1,
                           "eval_every": 0, "device": "auto"}
@@ -158,6 +168,9 @@ RULES: dict[str, Rule] = {
     "n_per_defect": Rule(int, minimum=1, example="10"),
     "crop_size": Rule(int, minimum=48, maximum=192, example="128",
                       meaning="side of the generated crops in pixels (the held-out test band is 192 rows)"),
+    # a category is one folder name under the dataset root: never '.', '..', a hidden name or a path
+    "category": Rule(str, pattern=CATEGORY_PATTERN, example="one folder name of letters, digits, _ . - not starting with '.' (e.g. bottle)",
+                     meaning="dataset category: one folder name under the dataset root"),
 }
 
 #: Keys of a training setting (``--setting`` JSON, ``settings.<name>`` in the config).

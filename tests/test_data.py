@@ -145,11 +145,22 @@ def test_reuse_same_seed_does_not_rewrite(gen_root):
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
 
 
-def test_other_seed_on_existing_folder_is_an_error(gen_root):
+def test_other_seed_regenerates_only_a_folder_of_generated_files(tmp_path):
+    small = dict(n_train=4, n_test_good=2, n_per_defect=1, size=48)
+    folder = textures.generate(tmp_path, CAT, seed=0, **small)
+    textures.generate(tmp_path, CAT, seed=1, **small)               # only generated files: replaced
+    assert textures.read_marker(folder)["seed"] == 1
+    assert _hashes(folder) == _hashes(textures.generate(tmp_path / "fresh", CAT, seed=1, **small))
+    (folder / "notes.txt").write_text("mine")
     with pytest.raises(RDError) as err:
-        textures.generate(gen_root, CAT, seed=5)
-    assert str(gen_root / CAT) in err.value.problem and "seed 0 (asked: 5)" in err.value.problem
-    assert "delete" in err.value.fix and "--seed 0" in err.value.fix and str(gen_root / CAT) in err.value.fix
+        textures.generate(tmp_path, CAT, seed=5, **small)
+    assert "notes.txt" in err.value.problem and "move those files out" in err.value.fix
+    assert (folder / "notes.txt").read_text() == "mine" and textures.read_marker(folder)["seed"] == 1
+    (folder / "notes.txt").unlink()
+    (folder / "train/good/000.png").write_bytes(b"changed")         # a changed generated file: kept
+    with pytest.raises(RDError, match="changed"):
+        textures.generate(tmp_path, CAT, seed=5, **small)
+    assert (folder / "train/good/000.png").read_bytes() == b"changed"
 
 
 def test_foreign_folder_is_never_overwritten(tmp_path):

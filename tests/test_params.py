@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 KINDS = {"wrong_type": "abc", "negative": "-1", "zero": "0", "nan": "nan", "inf": "inf", "boolean": "true",
          "fraction": "1.5"}
+#: A category is a path component: these would name another folder (or the root's parent).
+CATEGORY_KINDS = {"parent": "..", "self": ".", "hidden": ".cache", "path": "a/b", "absolute": "/etc",
+                  "space": "a b", "backslash": "a\\b"}
 
 
 def _rule_of(action: argparse.Action) -> str | None:
@@ -63,6 +66,8 @@ def test_every_numeric_flag_has_a_rule():
 
 def _valid(rule: params.Rule, text: str) -> bool:
     """The test's own reading of the table (not Rule.convert): which kinds a rule accepts."""
+    if rule is params.RULES["category"]:   # a folder name: letters, digits, _ . -, no leading dot
+        return not text.startswith(".") and all(c.isascii() and (c.isalnum() or c in "_.-") for c in text)
     if rule.kind is str:
         return False   # none of KINDS is a device or a choice
     if text in ("abc", "nan", "inf", "true", "1.5"):
@@ -93,7 +98,7 @@ def _base_args(command: str, tmp: Path) -> list[str]:
 @pytest.mark.parametrize("command,flag,rule", FLAGS, ids=[f"{c}{f}" for c, f, _ in FLAGS])
 def test_flag_refuses_each_kind_of_bad_value(command, flag, rule, tmp_path, capsys):
     checked = 0
-    for kind, text in KINDS.items():
+    for kind, text in (CATEGORY_KINDS if rule == "category" else KINDS).items():
         if _valid(params.RULES[rule], text):
             continue
         with pytest.raises(SystemExit) as info:
@@ -277,7 +282,8 @@ def test_command_line_text_is_read_like_the_value(name, value):
         assert text in str(exc)
         assert rule.kind is str or isinstance(value, float) and rule.kind is int or rule.violation(value)
         return
-    assert parsed == rule.convert(value)
+    # a text rule reads a config's text: YAML 01 (an int) is no category, the text "01" is
+    assert parsed == rule.convert(text if rule.kind is str else value)
 
 
 def test_hypothesis_is_a_declared_test_dependency():

@@ -362,6 +362,7 @@ STUB_MAIN = textwrap.dedent('''
             img = Path(a.root) / a.category / "train" / "good" / "000.png"
             img.parent.mkdir(parents=True, exist_ok=True)
             img.write_bytes(PNG)
+            (Path(a.root) / a.category / "generated.done").write_text("{}")  # the generator's last file
         dump(a.out, {"dataset": a.dataset, "root": a.root, "category": a.category, "n_train": 1})
     elif c == "smoke":
         dump(a.out, {"backbone": a.backbone, "ok": True, "sizes": a.image_sizes})

@@ -32,9 +32,14 @@ software environment (numpy PCG64 streams, Pillow PNG with fixed settings and no
 
 Generation is atomic: everything is built in ``<root>/.<category>.partial-<pid>-<random>`` and
 renamed into place. An existing category with the same seed, parameters and generator version
-is reused (after checking its files against the recorded content hash); anything else there is
-an error naming the folder and the fix -- never a silent overwrite. A killed run can leave a
-``.<category>.partial-*`` folder behind; it is never read and can be deleted.
+is reused (after checking its files against the recorded content hash). A folder this generator
+made with other settings is regenerated only if it holds nothing but the generator's own,
+unchanged files; anything else (a folder without the generator's marker, changed files, a file
+the user added) is an error naming the folder and the fix -- never a silent overwrite. The last
+file written is ``generated.done`` (``rd.params.GENERATED_DONE``): it is the workflow's declared
+output, so Snakemake, which deletes the outputs of a failed job, can only ever delete that file.
+A killed run can leave a ``.<category>.partial-*`` folder behind; it is never read and can be
+deleted.
 """
 
 from __future__ import annotations
@@ -55,9 +60,10 @@ import numpy as np
 from rd.data.mvtec import content_sha256, file_list_sha256, scan_category
 from rd.data.texture_defects import DEFECTS, PHOTO_SIZE, apply_defect
 from rd.errors import RDError
+from rd.params import GENERATED_DONE, TEXTURE_CATEGORIES
 
 GENERATOR_VERSION = "1"   # bump on ANY change to the output (pixels, names, counts, README)
-TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel")
+TEXTURES: tuple[str, ...] = TEXTURE_CATEGORIES
 DEFECT_TYPES: tuple[str, ...] = ("cut_paste", "hole", "scratch", "stain")
 TRAIN_ROWS = (0, 320)     # train crops lie entirely inside these photo rows [start, stop)
 TEST_ROWS = (320, 512)    # test crops lie entirely inside these rows: disjoint from train
@@ -316,10 +322,44 @@ def _check_existing(target: Path, category: str, seed: int, params: dict[str, in
     return marker
 
 
+def _foreign_files(target: Path) -> list[str]:
+    """Files under ``target`` that the generator did not write (or that changed since): empty
+    when the folder is provably the generator's own, so replacing it loses nothing of the user's."""
+    marker = read_marker(target) or {}
+    rels = scan_category(target.parent, target.name, warn=False).files()
+    if (file_list_sha256(rels) != marker.get("file_list_sha256")
+            or content_sha256(target, rels) != marker.get("content_sha256")):
+        return ["(generated files were changed)"]
+    own = set(rels) | {README, MARKER, GENERATED_DONE}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(target, followlinks=False):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            rel = Path(os.path.relpath(os.path.join(dirpath, name), target)).as_posix()
+            if rel not in own or os.path.islink(os.path.join(dirpath, name)):
+                found.append(rel)
+    return sorted(found)
+
+
+def _mark_done(target: Path, marker: dict[str, Any]) -> None:
+    """Written last, and the only thing the workflow declares as this step's output."""
+    from rd.io import write_text
+
+    text = json.dumps({"generator": "rd.data.textures", "content_sha256": marker.get("content_sha256")},
+                      sort_keys=True) + "\n"
+    path = target / GENERATED_DONE
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):   # a reuse rewrites nothing
+        write_text(path, text)
+
+
 def generate(root: str | os.PathLike, category: str, seed: int = 0, *, n_train: int = DEFAULTS["n_train"],
              n_test_good: int = DEFAULTS["n_test_good"], n_per_defect: int = DEFAULTS["n_per_defect"],
              size: int = DEFAULTS["size"]) -> Path:
-    """Build (or reuse) ``<root>/<category>`` and return its path. See the module docstring."""
+    """Build (or reuse) ``<root>/<category>`` and return its path. See the module docstring.
+
+    A folder is written only when it is absent, or when it carries this generator's marker and
+    holds nothing but the generator's own unchanged files (then a change of seed or size
+    regenerates it). Any other existing folder is refused and left exactly as it is.
+    """
     from rd.io import ensure_writable_dir, write_text
 
     _check_category(category)
@@ -327,20 +367,43 @@ def generate(root: str | os.PathLike, category: str, seed: int = 0, *, n_train: 
     params = _params(n_train, n_test_good, n_per_defect, size)
     root = Path(root)
     target = root / category
-    if target.exists():
-        _check_existing(target, category, seed, params)
-        return target
+    replace = False
+    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+        target.rmdir()   # empty: Snakemake makes the folder of its declared output before the job
+    if target.exists() or target.is_symlink():
+        try:
+            marker = _check_existing(target, category, seed, params)
+        except RDError as exc:
+            generated = target.is_dir() and (read_marker(target) or {}).get("generator") == "rd.data.textures"
+            if not generated or "different settings" not in str(exc):
+                raise
+            foreign = _foreign_files(target)
+            if foreign:
+                raise RDError(f"{target} was generated with other settings and now also holds files the generator "
+                              f"did not write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}), "
+                              "so it is not regenerated.",
+                              f"move those files out of {target} (or delete the folder), then rerun.") from None
+            replace = True
+        else:
+            _mark_done(target, marker)
+            return target
     ensure_writable_dir(root)
     tmp = root / f".{category}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
-        _build(tmp, category, seed, params)
-        try:
+        marker = _build(tmp, category, seed, params)
+        if replace:   # only the generator's own files are in it (checked above)
+            old = root / f".{category}.replaced-{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(target, old)
             os.rename(tmp, target)
-        except OSError:
-            if not target.exists():
-                raise
-            _check_existing(target, category, seed, params)   # another process finished first
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if not target.exists():
+                    raise
+                marker = _check_existing(target, category, seed, params)   # another process finished first
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -352,6 +415,7 @@ def generate(root: str | os.PathLike, category: str, seed: int = 0, *, n_train: 
         current = None
     if current is None or (current != text and current.startswith("rd embedded texture dataset")):
         write_text(readme, text)
+    _mark_done(target, marker)
     return target
 
 

@@ -22,6 +22,7 @@ except ImportError:   # snakemake run from the repository without `rd` installed
 
 split_arm = _config_check.split_arm
 is_weights_file = _config_check.is_weights_file
+from rd.params import GENERATED_DONE  # the texture generator's last file: prepare_data's output
 from rd.io import write_text  # atomic: temp file, fsync, rename
 
 try:
@@ -65,6 +66,11 @@ def run_dirs():
 
 def benchmark_files(step):
     return [f"results/benchmarks/{step}/{RUN_ID}.tsv".format(**r) for r in runs()]
+
+
+# The generator's last-written file per category: a target of `all`, so a data folder deleted by
+# hand is regenerated (train and evaluate depend on the manifest only).
+DATA_MARKERS = [f"{ROOT}/{category}/{GENERATED_DONE}" for category in CATEGORIES] if GENERATED else []
 
 
 def manifests():

@@ -1,5 +1,8 @@
-# Protocol: the same data for every arm. The embedded `textures` dataset is generated here
-# (the category folder is an output, so deleting it regenerates it); a user-given root
+# Protocol: the same data for every arm. The embedded `textures` dataset is generated here.
+# No rule owns a data folder: Snakemake deletes a failed job's outputs, so the declared output
+# is the generator's last-written file `generated.done` inside the category folder (deleting the
+# folder still regenerates it; a folder the generator did not make is refused, never written),
+# and the manifest under results/. A user-given root
 # (`mvtec`, `visa`, `mvtec_ad2`, `btad`) is only validated, by that dataset's reader. Either
 # way the manifest (counts + file-list hash) is what training depends on, and the report shows it.
 
@@ -7,7 +10,7 @@
 rule prepare_data:
     output:
         manifest=f"results/data/{DATASET}/{{category}}.json",
-        **({"data": directory(f"{ROOT}/{{category}}")} if GENERATED else {}),
+        **({"data": f"{ROOT}/{{category}}/{GENERATED_DONE}"} if GENERATED else {}),
     params:
         dataset=DATASET,
         root=lambda wildcards: ROOT,
