@@ -41,6 +41,7 @@ def test_anomaly_maps_smooth_with_sigma_1_at_64_px():
     out = anomaly_maps(t, s, 64)
     expected = np.stack([gaussian_filter(m, sigma=1.0) for m in raw])
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+    assert out.dtype == np.float32
     assert np.abs(out - np.stack([gaussian_filter(m, sigma=4.0) for m in raw])).max() > 1e-3
 
 
@@ -72,6 +73,36 @@ def test_two_stages_add_and_multiply():
     mul = raw_anomaly_map([t, t4], [s, s4], 4, mode="mul")[0, 0].numpy()
     np.testing.assert_allclose(add, [1.0, 4 / 3, 5 / 3, 2.0], atol=1e-6)
     np.testing.assert_allclose(mul, [0.0, 1 / 3, 2 / 3, 1.0], atol=1e-6)
+
+
+def test_anomaly_maps_multiplies_stages_when_asked():
+    t, s = _stage_with_columns_0_and_1()
+    t4, s4 = torch.ones(1, 2, 4, 4), torch.ones(1, 2, 4, 4)
+    s4[0, 1] = -1.0
+    s4[0, :, :, 0] = 1.0               # column 0 of the second stage agrees: 1 - cos = 0 there
+    # add: [0 + 0, 1/3 + 1, 2/3 + 1, 1 + 1]; mul: [0, 1/3, 2/3, 1]; smoothed with sigma 4 * 4 / 256
+    sigma = 1 / 16
+    add = anomaly_maps([t, t4], [s, s4], 4)[0, 0]
+    mul = anomaly_maps([t, t4], [s, s4], 4, mode="mul")[0, 0]
+    np.testing.assert_allclose(add, gaussian_filter(np.tile([0.0, 4 / 3, 5 / 3, 2.0], (4, 1)), sigma)[0], atol=1e-6)
+    np.testing.assert_allclose(mul, gaussian_filter(np.tile([0.0, 1 / 3, 2 / 3, 1.0], (4, 1)), sigma)[0], atol=1e-6)
+
+
+# --------------------------------------------------------------------------- loss
+def test_distillation_loss_by_hand():
+    """Per stage 1 - cos of the flattened maps, mean over the batch, summed over stages.
+    Stage 1 (one sample): t = (1, 0, 0, 0), s = (1, 1, 0, 0): cos = 1/sqrt(2).
+    Stage 2 (two samples): t = s (cos 1) and t = -s (cos -1): mean of 0 and 2 = 1."""
+    from rd.loss import cosine_distillation_loss
+
+    t1 = torch.tensor([1.0, 0, 0, 0]).reshape(1, 1, 2, 2)
+    s1 = torch.tensor([1.0, 1, 0, 0]).reshape(1, 1, 2, 2)
+    assert cosine_distillation_loss([t1], [s1]).item() == pytest.approx(1 - 1 / math.sqrt(2), abs=1e-6)
+    t2 = torch.tensor([[1.0, 2, 3], [1, -1, 2]]).reshape(2, 3, 1, 1)
+    s2 = torch.stack([t2[0], -t2[1]])
+    total = cosine_distillation_loss([t1.repeat(2, 1, 1, 1), t2], [s1.repeat(2, 1, 1, 1), s2])
+    assert total.dtype == torch.float32
+    assert total.item() == pytest.approx(1 - 1 / math.sqrt(2) + 1.0, abs=1e-6)
 
 
 # --------------------------------------------------------------------------- pixel AUROC
