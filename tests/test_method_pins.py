@@ -213,3 +213,65 @@ def test_across_categories_averages_seeds_first_hand_values():
     # per category, n = seeds = 2: brick's differences 0.01, 0.01 are constant -> no t
     brick = frame[frame["reading"] == "per_category:brick"].iloc[0]
     assert brick["n"] == 2 and brick["mean_diff"] == pytest.approx(0.01) and math.isnan(brick["p"])
+
+
+def test_across_row_units_and_no_note_when_every_run_has_its_partner():
+    rows = [{"arm": arm, "category": cat, "seed": seed, "image_auroc": values[i][seed]}
+            for cat, values in HAND.items() for i, arm in enumerate(("r/base", "c/base")) for seed in (0, 1)]
+    frame = compute_stats(pd.DataFrame(rows), [("r/base", "c/base")], ["image_auroc"])
+    across = frame[frame["reading"] == "across_categories"].iloc[0]
+    assert across["unit"] == "categories" and across["note"] == ""
+    assert set(frame.loc[frame["reading"] != "across_categories", "unit"]) == {"seeds"}
+
+
+def _runs(values_a, values_b, metric="image_auroc"):
+    """One seed per category: values_a[i], values_b[i] for category c<i>."""
+    return pd.DataFrame([{"arm": arm, "category": f"c{i}", "seed": 0, metric: v}
+                         for arm, values in (("r/base", values_a), ("c/base", values_b))
+                         for i, v in enumerate(values)])
+
+
+def test_runs_without_a_value_or_partner_are_counted_in_the_note():
+    nan = float("nan")
+    # c0: a NaN in arm a, c1: a NaN in arm b -> 2 runs without a value, 2 pairs left (c2, c3)
+    summary = _runs([nan, 0.8, 0.7, 0.9], [0.85, nan, 0.75, 0.92])
+    across = compute_stats(summary, [("r/base", "c/base")], ["image_auroc"]).iloc[0]
+    assert across["n"] == 2
+    assert "2 run(s) without a image_auroc value (NaN) dropped with their partner" in across["note"]
+    assert "without a partner" not in across["note"]
+    # c3 of arm b missing: one run without its partner
+    lonely = _runs([0.8, 0.7, 0.9], [0.85, 0.71])
+    across = compute_stats(lonely, [("r/base", "c/base")], ["image_auroc"]).iloc[0]
+    assert across["n"] == 2 and across["note"] == "1 run(s) without a partner sharing (category, seed) dropped"
+
+
+def test_two_summary_rows_of_one_run_are_refused_even_with_different_values():
+    summary = pd.concat([_runs([0.8, 0.7], [0.85, 0.75]),
+                         pd.DataFrame([{"arm": "r/base", "category": "c0", "seed": 0, "image_auroc": 0.1}])])
+    from rd.errors import RDError
+
+    with pytest.raises(RDError, match="two rows for arm r/base, category c0, seed 0"):
+        compute_stats(summary, [("r/base", "c/base")], ["image_auroc"])
+
+
+def test_bootstrap_defaults_are_10000_resamples_seeded_0(tmp_path):
+    """The documented bootstrap: 10,000 resamples of the n differences, percentile 2.5/97.5,
+    numpy's default_rng(0) (written out here rather than calling rd.stats.bootstrap_ci)."""
+    a = [0.80, 0.70, 0.90, 0.60, 0.75]
+    b = [0.82, 0.74, 0.89, 0.66, 0.80]
+    d = np.array(b) - np.array(a)
+    idx = np.random.default_rng(0).integers(0, 5, size=(10_000, 5))
+    expected = np.quantile(d[idx].mean(axis=1), [0.025, 0.975])
+    frame = compute_stats(_runs(a, b), [("r/base", "c/base")], ["image_auroc"])
+    across = frame[frame["reading"] == "across_categories"].iloc[0]
+    assert (across["boot_ci_low"], across["boot_ci_high"]) == (expected[0], expected[1])
+    # write_stats: the same defaults, and only the metrics asked for
+    from rd.stats import read_stats, write_stats
+
+    summary = _runs(a, b).assign(backbone=lambda f: f["arm"].str.split("/").str[0],
+                                 setting=lambda f: f["arm"].str.split("/").str[1], pixel_auroc=0.9, aupro=0.8)
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    out = write_stats(tmp_path / "summary.csv", [("r/base", "c/base")], tmp_path / "stats.csv", ["image_auroc"])
+    assert set(out["metric"]) == {"image_auroc"} and set(read_stats(tmp_path / "stats.csv")["metric"]) == {"image_auroc"}
+    row = out[out["reading"] == "across_categories"].iloc[0]
+    assert (row["boot_ci_low"], row["boot_ci_high"]) == (expected[0], expected[1])
