@@ -39,9 +39,16 @@ include: "workflow/rules/predict_common.smk"
 include: "workflow/rules/predict.smk"
 
 
+RUN_TARGETS = [str(path).format(**run) for run in runs() for path in (*rules.train.output, *rules.evaluate.output)]
+
+
 rule all:
     default_target: True
     input:
         "reports/report.html",
+        # Every run's own files are targets too: Snakemake does not rebuild a missing file while
+        # what was made from it (summary.csv, the report) is present, so without them a run
+        # folder deleted by hand would stay deleted (docs/disk-use.md).
+        RUN_TARGETS,
         PREDICT_TARGETS,  # [] unless the config's `predict` is set
         DATA_MARKERS,  # textures: the generated folders ([] for a dataset you provide)

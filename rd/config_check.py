@@ -10,6 +10,7 @@ run)". It lives here (not in the .smk file) so that it is importable and unit-te
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from rd.params import RULES, TEXTURE_CATEGORIES, is_weights_file, setting_errors
+from rd.params import RULES, TEXTURE_CATEGORIES, is_weights_file, repeated_comparisons, setting_errors
 
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
 FIX_HINT = ("keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and "
@@ -84,7 +85,6 @@ def _cross_errors(cfg):
         if setting not in settings:
             lines.append(f"arms: '{arm}' names setting '{setting}', which is not defined under "
                          f"`settings` (defined: {', '.join(settings)}).{_closest(setting, settings)}")
-    seen = set()
     for i, (arm_a, arm_b) in enumerate(cfg["comparisons"]):
         for arm in (arm_a, arm_b):
             if arm not in arms:
@@ -92,9 +92,11 @@ def _cross_errors(cfg):
                              f"({', '.join(arms)}).{_closest(arm, arms)}")
         if arm_a == arm_b:
             lines.append(f"comparisons[{i}]: compares '{arm_a}' with itself.")
-        if (arm_a, arm_b) in seen:
-            lines.append(f"comparisons[{i}]: [{arm_a}, {arm_b}] is listed twice.")
-        seen.add((arm_a, arm_b))
+    comparisons = cfg["comparisons"]
+    for i, j in repeated_comparisons(comparisons):
+        first = "" if list(comparisons[j]) == list(comparisons[i]) else f" [{', '.join(comparisons[j])}]"
+        lines.append(f"comparisons[{i}]: [{', '.join(comparisons[i])}] compares the same pair as comparisons[{j}]"
+                     f"{first}; list each pair once (the order only sets the sign of the difference).")
     for name, spec in backbones.items():
         weights = spec["weights"]
         if is_weights_file(weights) and name in {split_arm(a)[0] for a in arms}:
@@ -136,6 +138,23 @@ def _dataset_errors(ds) -> list[str]:
         if root == out or out in root.parents or root in out.parents:
             lines.append(f"dataset.root: '{ds['root']}' overlaps the workflow's output folder '{folder}/'; "
                          "point the dataset root at a folder of its own (e.g. data/<name>).")
+    return lines
+
+
+def _predict_rule_errors(cfg: dict) -> list[str]:
+    """What the schema lets through in the optional `predict` block: a seed outside the seed
+    rule, and a NaN/inf threshold (it would fail the predict job after all the training)."""
+    spec = cfg.get("predict")
+    if not isinstance(spec, dict):
+        return []
+    lines = []
+    if "seed" in spec:
+        problem = RULES["seed"].violation(spec["seed"])
+        if problem:
+            lines.append(f"predict.seed: {problem}.")
+    threshold = spec.get("threshold")
+    if isinstance(threshold, float) and not math.isfinite(threshold):
+        lines.append(f"predict.threshold: must be good, f1max or a finite number, got {threshold!r}.")
     return lines
 
 
@@ -231,7 +250,7 @@ def rule_errors(cfg: dict) -> list[str]:
     epochs = cfg.get("epochs")
     for name, setting in (cfg.get("settings") or {}).items():
         lines += [f"settings.{name}.{line}." for line in setting_errors(setting, epochs, required=True)]
-    return lines
+    return lines + _predict_rule_errors(cfg)
 
 
 class InvalidConfig(Exception):

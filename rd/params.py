@@ -20,7 +20,7 @@ import argparse
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from rd.errors import RDError
 
@@ -146,13 +146,16 @@ def _fmt(x: float | None) -> str:
 _SIZE = dict(kind=int, minimum=32, multiple_of=32, example="256",
              meaning="square input size in pixels (the OCBE embedding is at stride 32)")
 _DEVICE = r"auto|cpu|cuda(:[0-9]+)?"
+SEED_LIMIT = 2**31
 
 #: Every numeric/choice parameter of the CLI and the config, by its config/attribute name.
 RULES: dict[str, Rule] = {
     "image_size": Rule(**_SIZE),
     "epochs": Rule(int, minimum=1, example="200", meaning="training epochs"),
     "batch_size": Rule(int, minimum=2, example="16", meaning="training batch size (BatchNorm needs >= 2)"),
-    "seed": Rule(int, minimum=0, example="0"),
+    # < 2**31: the data order seeds torch with seed * 100_003 + epoch (rd.train.epoch_order),
+    # which must stay below 2**64; 2**31 also fits every 32-bit seed consumer
+    "seed": Rule(int, minimum=0, below=SEED_LIMIT, example="0", meaning="random seed"),
     "threads": Rule(int, minimum=1, example="1", meaning="CPU threads"),
     "eval_every": Rule(int, minimum=0, example="0", meaning="test metrics every N epochs (0: never)"),
     "failure_cases": Rule(int, minimum=0, example="4"),
@@ -235,6 +238,21 @@ def check(name: str, value: Any, where: str | None = None) -> Any:
         return rule.convert(value)
     except ValueError as exc:
         raise RDError(f"{where or name} {exc}.", _fix(name, rule)) from None
+
+
+# --------------------------------------------------------------------------- comparisons
+def repeated_comparisons(comparisons: Sequence[Sequence[str]]) -> list[tuple[int, int]]:
+    """(i, j) for each comparison i naming the pair of arms of an earlier comparison j, in
+    either order: [a, b] and [b, a] test the same pair (the order only sets the sign of the
+    difference), and a pair listed twice enters Holm's family twice, doubling its p. Asked by
+    the config check (rd.config_check) and by ``rd stats`` (rd.stats.compute_stats)."""
+    first: dict[frozenset[str], int] = {}
+    out = []
+    for i, (arm_a, arm_b) in enumerate(comparisons):
+        j = first.setdefault(frozenset((arm_a, arm_b)), i)
+        if j != i:
+            out.append((i, j))
+    return out
 
 
 # --------------------------------------------------------------------------- settings

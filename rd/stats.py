@@ -38,6 +38,7 @@ import numpy as np
 
 from rd.errors import RDError
 from rd.metric_list import METRICS as _METRICS
+from rd.params import repeated_comparisons
 
 DEFAULT_METRICS = tuple(m.name for m in _METRICS)
 STATS_COLUMNS = ["comparison", "arm_a", "arm_b", "metric", "reading", "n", "mean_a", "mean_b", "mean_diff",
@@ -166,6 +167,12 @@ def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iter
     comparisons = [tuple(c) for c in comparisons]
     if not comparisons:  # a config without comparisons: a header-only stats.csv, the report says so
         return pd.DataFrame(columns=STATS_COLUMNS)
+    repeated = repeated_comparisons(comparisons)
+    if repeated:
+        i, j = repeated[0]
+        raise RDError(f"Comparison [{', '.join(comparisons[i])}] tests the same pair as [{', '.join(comparisons[j])}]: "
+                      "Holm's correction would count that pair twice.",
+                      "list each pair of arms once (the order only sets the sign of the difference).")
     arms = sorted(set(summary["arm"]))
     for a, b in comparisons:
         if a == b:

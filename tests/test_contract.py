@@ -434,15 +434,16 @@ def build_cases() -> list[Case]:
     cases.append(_file_case("prepare-data", "mask", alpha_only_mask, ERROR, mask))
     cases.append(_file_case("evaluate", "mask", alpha_only_mask, ERROR, mask))
     # ---- flags and setting keys: one bad value of a seeded-random kind each
-    from test_params import FLAGS, KINDS, SETTING_KINDS, _setting_valid, _valid
+    from test_params import CATEGORY_KINDS, FLAGS, KINDS, SETTING_KINDS, _setting_valid, _valid
 
     from rd import params
 
     rng = random.Random(SEED)
     for command, flag, rule in FLAGS:
-        bad = [k for k, t in KINDS.items() if not _valid(params.RULES[rule], t)]
+        kinds = CATEGORY_KINDS if rule == "category" else KINDS
+        bad = [k for k, t in kinds.items() if not _valid(params.RULES[rule], t)]
         kind = rng.choice(bad)
-        cases.append(_flag_case(command, flag, KINDS[kind], kind))
+        cases.append(_flag_case(command, flag, kinds[kind], kind))
     for key in params.SETTING_RULES:
         bad = [k for k, v in SETTING_KINDS.items() if not _setting_valid(key, v)]
         kind = rng.choice(bad)

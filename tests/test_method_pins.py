@@ -1,0 +1,277 @@
+"""Pins of the method: every expected value here is computed by hand (written out in the
+comments) or by a second implementation that shares no code path with the one under test.
+
+Each test was written against a one-line bug ("mutant") that the rest of the suite let through:
+the Gaussian sigma not scaled with the image size, ``align_corners=False`` in the upsampling,
+pixel AUROC over every second pixel, 4-connected regions in ``pro_rd4ad``, a degenerate-spread
+tolerance of 1e-3, and a comparison listed twice in the config. Fast (no training): the
+mutation run of docs/testing.md uses this file.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+from scipy.ndimage import gaussian_filter
+
+from rd.anomaly_map import anomaly_maps, gaussian_sigma, raw_anomaly_map
+from rd.metrics import pixel_auroc, pro_rd4ad
+from rd.stats import compute_stats, paired_test
+
+
+# --------------------------------------------------------------------------- anomaly maps
+def test_gaussian_sigma_is_4_at_256_px_and_scales_with_the_size():
+    assert gaussian_sigma(256) == 4.0
+    assert gaussian_sigma(128) == 2.0
+    assert gaussian_sigma(512) == 8.0
+
+
+def test_anomaly_maps_smooth_with_sigma_1_at_64_px():
+    """The smoothing of the whole map function, against scipy called with the literal sigma
+    (4 * 64 / 256 = 1): a sigma fixed at 4 blurs far more."""
+    rng = np.random.default_rng(0)
+    t = [torch.from_numpy(rng.random((2, 3, 8, 8), dtype=np.float32))]
+    s = [torch.from_numpy(rng.random((2, 3, 8, 8), dtype=np.float32))]
+    raw = raw_anomaly_map(t, s, 64).numpy()
+    out = anomaly_maps(t, s, 64)
+    expected = np.stack([gaussian_filter(m, sigma=1.0) for m in raw])
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+    assert out.dtype == np.float32
+    assert np.abs(out - np.stack([gaussian_filter(m, sigma=4.0) for m in raw])).max() > 1e-3
+
+
+def _stage_with_columns_0_and_1() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2×2 stage whose 1 - cos is 0 in the left column (t = s) and 1 in the right (t ⟂ s)."""
+    t = torch.zeros(1, 2, 2, 2)
+    t[0, 0] = 1.0                      # teacher: (1, 0) everywhere
+    s = torch.zeros(1, 2, 2, 2)
+    s[0, 0, :, 0] = 1.0                # student: (1, 0) in column 0 ...
+    s[0, 1, :, 1] = 1.0                # ... (0, 1) in column 1
+    return t, s
+
+
+def test_a_2px_stage_upsampled_to_4px_is_0_third_two_thirds_1():
+    """Bilinear with align_corners=True puts the 2 samples on the outer pixel centres, so the
+    4 pixels sit at 0, 1/3, 2/3, 1 of the way (align_corners=False: 0, 1/4, 3/4, 1)."""
+    t, s = _stage_with_columns_0_and_1()
+    out = raw_anomaly_map([t], [s], 4)
+    assert out.shape == (1, 4, 4)
+    for row in out[0]:
+        np.testing.assert_allclose(row.numpy(), [0.0, 1 / 3, 2 / 3, 1.0], atol=1e-6)
+
+
+def test_two_stages_add_and_multiply():
+    t, s = _stage_with_columns_0_and_1()
+    t4, s4 = torch.ones(1, 2, 4, 4), torch.ones(1, 2, 4, 4)
+    s4[0, 1] = -1.0                    # (1, -1) against (1, 1): cos 0, so 1 - cos = 1 everywhere
+    add = raw_anomaly_map([t, t4], [s, s4], 4)[0, 0].numpy()
+    mul = raw_anomaly_map([t, t4], [s, s4], 4, mode="mul")[0, 0].numpy()
+    np.testing.assert_allclose(add, [1.0, 4 / 3, 5 / 3, 2.0], atol=1e-6)
+    np.testing.assert_allclose(mul, [0.0, 1 / 3, 2 / 3, 1.0], atol=1e-6)
+
+
+def test_anomaly_maps_multiplies_stages_when_asked():
+    t, s = _stage_with_columns_0_and_1()
+    t4, s4 = torch.ones(1, 2, 4, 4), torch.ones(1, 2, 4, 4)
+    s4[0, 1] = -1.0
+    s4[0, :, :, 0] = 1.0               # column 0 of the second stage agrees: 1 - cos = 0 there
+    # add: [0 + 0, 1/3 + 1, 2/3 + 1, 1 + 1]; mul: [0, 1/3, 2/3, 1]; smoothed with sigma 4 * 4 / 256
+    sigma = 1 / 16
+    add = anomaly_maps([t, t4], [s, s4], 4)[0, 0]
+    mul = anomaly_maps([t, t4], [s, s4], 4, mode="mul")[0, 0]
+    np.testing.assert_allclose(add, gaussian_filter(np.tile([0.0, 4 / 3, 5 / 3, 2.0], (4, 1)), sigma)[0], atol=1e-6)
+    np.testing.assert_allclose(mul, gaussian_filter(np.tile([0.0, 1 / 3, 2 / 3, 1.0], (4, 1)), sigma)[0], atol=1e-6)
+
+
+# --------------------------------------------------------------------------- loss
+def test_distillation_loss_by_hand():
+    """Per stage 1 - cos of the flattened maps, mean over the batch, summed over stages.
+    Stage 1 (one sample): t = (1, 0, 0, 0), s = (1, 1, 0, 0): cos = 1/sqrt(2).
+    Stage 2 (two samples): t = s (cos 1) and t = -s (cos -1): mean of 0 and 2 = 1."""
+    from rd.loss import cosine_distillation_loss
+
+    t1 = torch.tensor([1.0, 0, 0, 0]).reshape(1, 1, 2, 2)
+    s1 = torch.tensor([1.0, 1, 0, 0]).reshape(1, 1, 2, 2)
+    assert cosine_distillation_loss([t1], [s1]).item() == pytest.approx(1 - 1 / math.sqrt(2), abs=1e-6)
+    t2 = torch.tensor([[1.0, 2, 3], [1, -1, 2]]).reshape(2, 3, 1, 1)
+    s2 = torch.stack([t2[0], -t2[1]])
+    total = cosine_distillation_loss([t1.repeat(2, 1, 1, 1), t2], [s1.repeat(2, 1, 1, 1), s2])
+    assert total.dtype == torch.float32
+    assert total.item() == pytest.approx(1 - 1 / math.sqrt(2) + 1.0, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- pixel AUROC
+def _auroc_by_pairs(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AUROC as its definition: P(defect pixel scores above a normal one), ties count 1/2."""
+    pos, neg = scores[labels], scores[~labels]
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (pos.size * neg.size))
+
+
+def test_pixel_auroc_is_the_pairwise_probability_over_every_pixel():
+    rng = np.random.default_rng(3)
+    masks = rng.random((3, 12, 10)) < 0.2
+    # defect pixels score a little higher, rounded to create ties: AUROC neither 0.5 nor 1
+    maps = np.round(rng.random((3, 12, 10)) + 0.3 * masks, 1)
+    expected = _auroc_by_pairs(maps.ravel(), masks.ravel())
+    assert 0.6 < expected < 0.95
+    assert pixel_auroc(maps, masks) == pytest.approx(expected, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- PRO as RD4AD
+def test_pro_rd4ad_regions_touching_at_a_corner_are_one_region():
+    """One 4×4 image, worked by hand.
+
+    Defect pixels: A = (0,0), (0,1) scoring 1.0 and B = (1,2) scoring 0.5012; B touches (0,1)
+    only at a corner. 8-connected (skimage.measure.label's default in the official code): one
+    region of 3 pixels; 4-connected: regions of 2 and 1.
+    Normal pixels (13): (3,0) scores 0.2512, (3,3) 0.7512, the rest 0, so min 0, max 1 and the
+    200 thresholds are k/200. FPR (normal pixels strictly above t): 2/13 up to t = 0.25,
+    1/13 from 0.255 to 0.75, 0 from 0.755; all kept (< 0.3) and divided by the largest, 2/13:
+    1, 1/2, 0. The area (sklearn's trapezoids; equal x adds nothing) has two steps:
+      x 1 -> 1/2 at t 0.25 -> 0.255: B is above t too, PRO 1, area 1/2 * 1 = 1/2
+      x 1/2 -> 0 at t 0.75 -> 0.755: B is not, PRO 8-conn = 2/3 (2 of 3 pixels),
+        4-conn = (2/2 + 0/1) / 2 = 1/2; area 1/2 * 2/3 = 1/3 (4-conn 1/4)
+    8-conn: 1/2 + 1/3 = 5/6; 4-conn would give 3/4.
+    """
+    amap = np.zeros((4, 4))
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[0, 0] = mask[0, 1] = mask[1, 2] = True
+    amap[0, 0] = amap[0, 1] = 1.0
+    amap[1, 2] = 0.5012
+    amap[3, 0], amap[3, 3] = 0.2512, 0.7512
+    assert pro_rd4ad(amap[None], mask[None]) == pytest.approx(5 / 6, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- statistics
+def test_a_spread_of_2e_6_near_0_9_is_tested():
+    """Real pixel-level differences can vary by 1e-6 on values near 0.9: that is a spread, not
+    rounding, and must get a t-test. By hand, d = (1, -1, 0.5, 0) e-6: mean 0.125e-6,
+    squared deviations 0.765625 + 1.265625 + 0.140625 + 0.015625 = 2.1875 (e-12), sd =
+    sqrt(2.1875 / 3) e-6 = 0.853913e-6, t = 0.125 / (0.853913 / 2) = 0.292770, df 3."""
+    a = np.array([0.90, 0.91, 0.92, 0.93])
+    b = a + np.array([1e-6, -1e-6, 0.5e-6, 0.0])
+    row = paired_test(a, b)
+    assert row["note"] == ""
+    assert row["t"] == pytest.approx(0.292770, rel=1e-5)
+    # the p of that t from the t distribution itself (not ttest_rel): two tails, df 3
+    assert row["p"] == pytest.approx(2 * sps.t.sf(0.2927700218845599, 3), rel=1e-5)
+    assert row["p"] == pytest.approx(sps.ttest_rel(b, a).pvalue, rel=1e-9)
+
+
+# Three categories, two seeds each (written out): arm_a and arm_b per category and seed.
+#   brick:  a 0.80, 0.82 (mean 0.81)   b 0.81, 0.83 (mean 0.82)   d 0.01
+#   grass:  a 0.90, 0.94 (mean 0.92)   b 0.95, 0.93 (mean 0.94)   d 0.02
+#   gravel: a 0.70, 0.74 (mean 0.72)   b 0.80, 0.76 (mean 0.78)   d 0.06
+# Across categories (n = 3): mean_a = (0.81 + 0.92 + 0.72) / 3 = 0.816667,
+# mean_b = (0.82 + 0.94 + 0.78) / 3 = 0.846667, mean d = 0.03;
+# deviations -0.02, -0.01, 0.03 -> sum of squares 14e-4, sd = sqrt(7e-4) = 0.0264575,
+# d_z = 0.03 / 0.0264575 = 1.133893; se = sd / sqrt(3) = 0.0152753, t = sqrt(27 / 7) = 1.963961.
+# With df = 2 the t distribution has the closed form F(t) = 1/2 + t / (2 sqrt(2 + t^2)):
+#   p = 1 - |t| / sqrt(2 + t^2) = 1 - sqrt(27 / 41) = 0.188497;
+#   the 0.975 quantile solves t^2 / (2 + t^2) = 0.95^2: t^2 = 2 * 0.9025 / 0.0975, t = 4.302653,
+#   CI = 0.03 -+ 4.302653 * 0.0152753 = [-0.035724, 0.095724].
+HAND = {"brick": ([0.80, 0.82], [0.81, 0.83]), "grass": ([0.90, 0.94], [0.95, 0.93]),
+        "gravel": ([0.70, 0.74], [0.80, 0.76])}
+T_CRIT_DF2 = math.sqrt(2 * 0.9025 / 0.0975)
+SE = math.sqrt(7e-4) / math.sqrt(3)
+
+
+def _check_hand_row(row: dict) -> None:
+    assert row["n"] == 3
+    assert row["mean_a"] == pytest.approx(0.816667, abs=1e-6)
+    assert row["mean_b"] == pytest.approx(0.846667, abs=1e-6)
+    assert row["mean_diff"] == pytest.approx(0.03, abs=1e-12)
+    assert row["d_z"] == pytest.approx(1.133893, abs=1e-6)
+    assert row["t"] == pytest.approx(math.sqrt(27 / 7), rel=1e-9)
+    assert row["p"] == pytest.approx(1 - math.sqrt(27 / 41), rel=1e-9)
+    assert T_CRIT_DF2 == pytest.approx(4.302653, abs=1e-6)
+    assert row["ci_low"] == pytest.approx(0.03 - T_CRIT_DF2 * SE, rel=1e-9)
+    assert row["ci_high"] == pytest.approx(0.03 + T_CRIT_DF2 * SE, rel=1e-9)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((-0.035724, 0.095724), abs=1e-6)
+
+
+def test_paired_test_hand_values_on_three_category_means():
+    a = [np.mean(HAND[c][0]) for c in HAND]
+    b = [np.mean(HAND[c][1]) for c in HAND]
+    _check_hand_row(paired_test(np.array(a), np.array(b)))
+
+
+def test_across_categories_averages_seeds_first_hand_values():
+    rows = [{"arm": arm, "category": cat, "seed": seed, "image_auroc": values[i][seed]}
+            for cat, values in HAND.items() for i, arm in enumerate(("r/base", "c/base")) for seed in (0, 1)]
+    frame = compute_stats(pd.DataFrame(rows), [("r/base", "c/base")], ["image_auroc"])
+    across = frame[frame["reading"] == "across_categories"]
+    assert len(across) == 1
+    _check_hand_row(across.iloc[0].to_dict())
+    # per category, n = seeds = 2: brick's differences 0.01, 0.01 are constant -> no t
+    brick = frame[frame["reading"] == "per_category:brick"].iloc[0]
+    assert brick["n"] == 2 and brick["mean_diff"] == pytest.approx(0.01) and math.isnan(brick["p"])
+
+
+def test_across_row_units_and_no_note_when_every_run_has_its_partner():
+    rows = [{"arm": arm, "category": cat, "seed": seed, "image_auroc": values[i][seed]}
+            for cat, values in HAND.items() for i, arm in enumerate(("r/base", "c/base")) for seed in (0, 1)]
+    frame = compute_stats(pd.DataFrame(rows), [("r/base", "c/base")], ["image_auroc"])
+    across = frame[frame["reading"] == "across_categories"].iloc[0]
+    assert across["unit"] == "categories" and across["note"] == ""
+    assert set(frame.loc[frame["reading"] != "across_categories", "unit"]) == {"seeds"}
+
+
+def _runs(values_a, values_b, metric="image_auroc"):
+    """One seed per category: values_a[i], values_b[i] for category c<i>."""
+    return pd.DataFrame([{"arm": arm, "category": f"c{i}", "seed": 0, metric: v}
+                         for arm, values in (("r/base", values_a), ("c/base", values_b))
+                         for i, v in enumerate(values)])
+
+
+def test_runs_without_a_value_or_partner_are_counted_in_the_note():
+    nan = float("nan")
+    # c0: a NaN in arm a, c1: a NaN in arm b -> 2 runs without a value, 2 pairs left (c2, c3)
+    summary = _runs([nan, 0.8, 0.7, 0.9], [0.85, nan, 0.75, 0.92])
+    across = compute_stats(summary, [("r/base", "c/base")], ["image_auroc"]).iloc[0]
+    assert across["n"] == 2
+    assert "2 run(s) without a image_auroc value (NaN) dropped with their partner" in across["note"]
+    assert "without a partner" not in across["note"]
+    # c3 of arm b missing: one run without its partner
+    lonely = _runs([0.8, 0.7, 0.9], [0.85, 0.71])
+    across = compute_stats(lonely, [("r/base", "c/base")], ["image_auroc"]).iloc[0]
+    assert across["n"] == 2 and across["note"] == "1 run(s) without a partner sharing (category, seed) dropped"
+
+
+def test_two_summary_rows_of_one_run_are_refused_even_with_different_values():
+    summary = pd.concat([_runs([0.8, 0.7], [0.85, 0.75]),
+                         pd.DataFrame([{"arm": "r/base", "category": "c0", "seed": 0, "image_auroc": 0.1}])])
+    from rd.errors import RDError
+
+    with pytest.raises(RDError, match="two rows for arm r/base, category c0, seed 0"):
+        compute_stats(summary, [("r/base", "c/base")], ["image_auroc"])
+
+
+def test_bootstrap_defaults_are_10000_resamples_seeded_0(tmp_path):
+    """The documented bootstrap: 10,000 resamples of the n differences, percentile 2.5/97.5,
+    numpy's default_rng(0) (written out here rather than calling rd.stats.bootstrap_ci)."""
+    a = [0.80, 0.70, 0.90, 0.60, 0.75]
+    b = [0.82, 0.74, 0.89, 0.66, 0.80]
+    d = np.array(b) - np.array(a)
+    idx = np.random.default_rng(0).integers(0, 5, size=(10_000, 5))
+    expected = np.quantile(d[idx].mean(axis=1), [0.025, 0.975])
+    frame = compute_stats(_runs(a, b), [("r/base", "c/base")], ["image_auroc"])
+    across = frame[frame["reading"] == "across_categories"].iloc[0]
+    assert (across["boot_ci_low"], across["boot_ci_high"]) == (expected[0], expected[1])
+    # write_stats: the same defaults, and only the metrics asked for
+    from rd.stats import read_stats, write_stats
+
+    summary = _runs(a, b).assign(backbone=lambda f: f["arm"].str.split("/").str[0],
+                                 setting=lambda f: f["arm"].str.split("/").str[1], pixel_auroc=0.9, aupro=0.8)
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    out = write_stats(tmp_path / "summary.csv", [("r/base", "c/base")], tmp_path / "stats.csv", ["image_auroc"])
+    assert set(out["metric"]) == {"image_auroc"} and set(read_stats(tmp_path / "stats.csv")["metric"]) == {"image_auroc"}
+    row = out[out["reading"] == "across_categories"].iloc[0]
+    assert (row["boot_ci_low"], row["boot_ci_high"]) == (expected[0], expected[1])
