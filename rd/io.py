@@ -114,7 +114,6 @@ class OutputSet:
         if in_the_way is not None:   # before anything changes: the earlier set stays as it was
             self.discard()
             raise write_failed(in_the_way, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
-        published: list[Path] = []
         current = self.markers[0] if self.markers else None
         try:
             for marker in self.markers:
@@ -123,17 +122,18 @@ class OutputSet:
             for path in order:
                 current = path
                 os.replace(self._staged[path], path)
-                published.append(path)
             for folder in dict.fromkeys(p.parent for p in order):
                 _fsync(folder, directory=True)
         except BaseException as exc:   # a rename failed, or Ctrl-C between two renames
-            for path in published:
+            # The old marker is gone: remove the rest of the set too (new and old files alike),
+            # so that no mix of two attempts is left to look like a result.
+            for path in order:
                 with contextlib.suppress(OSError):
                     path.unlink()
             self.discard()
             if not isinstance(exc, OSError):
                 raise
-            raise write_failed(current or order[0], exc, replaced=False, removed=bool(published)) from exc
+            raise write_failed(current or order[0], exc, replaced=False, removed=True) from exc
         self._staged.clear()
 
 
