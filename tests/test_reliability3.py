@@ -112,7 +112,7 @@ def test_latin1_file_name_in_a_dataset_validates(run, tmp_path, capsys):
                     "--out", str(tmp_path / "m.json"))
     assert rc == 0 and not lines, lines
     manifest = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
-    assert manifest["counts"]["train"] == 13 if "counts" in manifest else True
+    assert manifest["n_train"] == 13 and len(manifest["file_list_sha256"]) == 64, manifest
 
 
 def test_a_folder_where_the_output_file_goes_is_one_line_before_the_work(run, tmp_path, capsys):
