@@ -133,7 +133,8 @@ def export_graph(graph: AnomalyGraph, out: str | os.PathLike, opset: int = DEFAU
         got_maps, got_scores = onnx_session(tmp).run(list(OUTPUTS), {INPUT: check.numpy()})
         diff = max(float(np.abs(got_maps - want_maps.numpy()).max()), float(np.abs(got_scores - want_scores.numpy()).max()))
         if not diff <= TOLERANCE:   # NaN included
-            raise RDError(f"The exported graph differs from PyTorch by {diff:.3g} (> {TOLERANCE}); nothing was written.",
+            raise RDError(f"The exported graph differs from PyTorch by {diff:.3g} (> {TOLERANCE}); "
+                          "nothing was written.",
                           "export with the torch/onnx/onnxruntime versions of pyproject.toml, or report the run "
                           "and the versions as a bug.")
     return diff

@@ -266,8 +266,9 @@ def user_error(exc: BaseException, command: str, outputs: "Sequence[str]" = ()) 
     if isinstance(exc, (UnicodeEncodeError, UnicodeDecodeError)):
         obj = exc.object if isinstance(exc.object, str) else exc.object.decode("utf-8", "backslashreplace")
         text = obj.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
-        return RDError(f"A file name or text in `{command}` cannot be {'encoded' if isinstance(exc, UnicodeEncodeError) else 'decoded'} "
-                       f"as {exc.encoding} ({exc.reason} in {text[:160]!r}).",
+        how = "encoded" if isinstance(exc, UnicodeEncodeError) else "decoded"
+        return RDError(f"A file name or text in `{command}` cannot be {how} as {exc.encoding} "
+                       f"({exc.reason} in {text[:160]!r}).",
                        "rename the file to a UTF-8 name (e.g. `convmv -f latin1 -t utf8`) or run under a UTF-8 "
                        "locale (LANG=C.UTF-8).")
     if isinstance(exc, (OverflowError, FloatingPointError)):

@@ -113,7 +113,8 @@ def _entries(item: Path, from_list: bool, exclude: Sequence[Path] = ()) -> list[
     suffix = item.suffix.lower()
     if suffix in LIST_SUFFIXES and not from_list:
         try:
-            lines = item.read_text(encoding="utf-8-sig").splitlines()   # -sig: a BOM (Windows editors) is no part of line 1
+            # utf-8-sig: a byte-order mark (Windows editors) is no part of the first path
+            lines = item.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise RDError(f"Cannot read the list file {item}: {exc}.",
                           "give a UTF-8 text file with one image path per line.") from exc
@@ -210,7 +211,10 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
         raise RDError(f"Batch size must be at least 1, got {batch_size}.", "pass --batch-size 1 or more.")
     run_dir, model_path = resolve_run(run)
     thr: Threshold = resolve_threshold(threshold, run_dir)
-    entries = collect_images(images, exclude=[out_dir])
+    # the outputs are never inputs: a rerun into a folder it scans does not score its own figures
+    entries = collect_images(images, exclude=[out_dir, Path(out_dir) / FIGURES])
+    own = os.path.realpath(Path(out_dir) / "predictions.csv")
+    entries = [e for e in entries if os.path.realpath(e.path) != own]
     scorable = [e for e in entries if not e.reason]
     if not scorable:
         where = ", ".join(str(i) for i in images) or "(nothing given)"
@@ -250,7 +254,8 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
                         figure = ""
                         if figures:
                             figure = f"{FIGURES}/{names[e.path]}"
-                            io.write_bytes(out / figure, anomaly_panels_png(pictures[i], maps[i], thr.value, size=panel))
+                            io.write_bytes(out / figure,
+                                           anomaly_panels_png(pictures[i], maps[i], thr.value, size=panel))
                         results[e.path] = (float(scores[i]), figure)
                 bar.update(len(done))
         for e in failed.values():  # after the progress bar, so each warning keeps its own line

@@ -1,4 +1,4 @@
-"""Reliability, third pass (issue 20, sections 3-6): expected failures end in one line, numbers
+"""Reliability, third pass: expected failures end in one line, numbers
 read back are checked finite, a command's outputs are published as a set, and predict / the
 readers enumerate their inputs exactly.
 
@@ -546,14 +546,16 @@ def test_slash_and_double_underscore_get_two_figures(run, tmp_path, capsys):
     assert frame.figure.nunique() == 2 and all((tmp_path / "p" / f).is_file() for f in frame.figure)
 
 
-def test_out_inside_the_scanned_folder_is_not_scanned(run, tmp_path, capsys):
+@pytest.mark.parametrize("where", ["out", "."])
+def test_out_inside_the_scanned_folder_is_not_scanned(where, run, tmp_path, capsys):
     images = tmp_path / "in"
     shutil.copytree(_data(run) / CAT / "test" / "good", images)
+    out = images / where
     for _ in range(2):
-        rc, lines = _predict(capsys, run, images / "out", images)
+        rc, lines = _predict(capsys, run, out, images)
         assert rc == 0, lines
-        frame = pd.read_csv(images / "out" / "predictions.csv")
-        assert len(frame) == 4 and not frame.path.str.contains("out/").any(), frame.path.tolist()
+        frame = pd.read_csv(out / "predictions.csv")
+        assert len(frame) == 4 and not frame.path.str.contains("out/|figures/|predictions").any(), frame.path.tolist()
 
 
 def test_list_file_with_a_utf8_bom(run, tmp_path, capsys):

@@ -36,7 +36,8 @@ def _pixel_limit() -> int | None:
         raise RDError(f"{MAX_PIXELS_ENV}={text!r} is not a whole number of pixels.",
                       f"set {MAX_PIXELS_ENV} to a pixel count (e.g. 250000000), 0 for no limit, or unset it.") from None
     if value < 0:
-        raise RDError(f"{MAX_PIXELS_ENV}={text!r} is negative.", f"set it to a pixel count, 0 for no limit, or unset it.")
+        raise RDError(f"{MAX_PIXELS_ENV}={text!r} is negative.",
+                      "set it to a pixel count, 0 for no limit, or unset it.")
     return value or None
 
 
