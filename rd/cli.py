@@ -8,7 +8,6 @@ Library imports happen inside the handlers so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import signal
 import sys
@@ -18,12 +17,11 @@ from typing import Callable, Sequence
 
 from rd import params
 from rd.errors import RDError
-from rd.io import write_failed
+from rd.io import user_error
 
 Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
                 "a timm ResNet whose student structure to copy (e.g. wide_resnet50_2)")
-DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 # The dataset readers (rd.data.DATASETS; listed here so that --help does not import rd.data).
 DATASETS = ["textures", "mvtec", "visa", "mvtec_ad2", "btad"]
 DATASET_HELP = "layout of --data-root: mvtec (also textures), visa, mvtec_ad2 or btad"
@@ -302,27 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        # A full disk, quota or read-only file system met outside rd.io's writers (e.g. while
-        # generating the embedded dataset): the user's problem, not a bug, so one line too.
-        if exc.errno not in DISK_ERRNOS:
-            raise
-        if args.debug:
-            traceback.print_exc()
+    except Exception as exc:  # noqa: BLE001 - rd.io.user_error decides: the user's problem (one line) or a bug
         targets = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("root", "out_dir", "out")
                    if getattr(args, k, None)]
-        where = exc.filename or f"the outputs of `{args.command}` ({', '.join(targets)})"
-        print(f"error: {write_failed(where, exc, replaced=False)}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        # CUDA running out of memory is a sizing problem, not a bug.
-        if type(exc).__name__ != "OutOfMemoryError":
+        error = user_error(exc, args.command, targets)
+        if error is None:
             raise
         if args.debug:
             traceback.print_exc()
-        print(f"error: The GPU ran out of memory in `{args.command}` ({str(exc).splitlines()[0][:160]}). "
-              "Fix: lower batch_size or image_size, enable bf16, or run fewer GPU jobs at once "
-              "(--resources gpu=N).", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         # Ctrl-C and SIGTERM (SLURM, kill) alike: rd.io's writers removed their temporary files on the way out.

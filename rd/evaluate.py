@@ -1,6 +1,6 @@
 """Evaluate one trained run: anomaly maps, metrics, per-image scores, curves, failure cases.
 
-Outputs (atomic, ``metrics.json`` last so its presence means the rest is there):
+Outputs (published as one set, ``metrics.json`` last, so its presence means the rest is there):
 ``scores.csv``, ``curves.json``, ``failure_cases.npz`` (a bounded number of maps: the top-k
 missed defects and the top-k false alarms at the run's image-level F1max threshold),
 ``threshold.json`` (the good-image threshold ``python -m rd predict`` uses by default: the 0.99
@@ -25,6 +25,8 @@ from rd.errors import RDError
 from rd.inference import image_scores, predict
 from rd.run import load_model
 from rd.thresholds import THRESHOLD_FILE, good_threshold
+
+OUTPUTS = ("scores.csv", "curves.json", "failure_cases.npz", THRESHOLD_FILE, "metrics.json")
 
 
 def select_failure_cases(test: dict, maps: np.ndarray, scores: np.ndarray, threshold: float, k: int) -> dict[str, np.ndarray]:
@@ -92,7 +94,7 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
 
     t0 = time.perf_counter()
     out = io.ensure_writable_dir(out_dir)
-    if io.clear_stale_temporaries(out, ("scores.csv", "curves.json", "failure_cases.npz", "metrics.json")):
+    if io.clear_stale_temporaries(out, OUTPUTS):
         warnings.warn(f"removed temporary files an interrupted earlier evaluation left in {out}.", stacklevel=2)
     torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
@@ -120,17 +122,18 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
         "arm": f"{name}/{cfg['setting_name']}", "seed": cfg["seed"], "weights": cfg["weights"],
         "image_size": cfg["image_size"], "n_test": int(len(labels)), "n_anomalous": int(labels.sum()),
     })
-    # metrics.json is written last and marks a complete evaluation: drop an earlier one before
-    # replacing the other outputs, so a failure below (full disk) leaves no stale marker behind.
-    (out / "metrics.json").unlink(missing_ok=True)
-    io.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]), "defect_type": list(test["defect_types"]),
-                                                   "label": labels, "score": scores}))
-    io.write_json(out / "curves.json", curves(maps, masks, scores, labels))
-    buf = _io.BytesIO()
-    cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
-    np.savez_compressed(buf, **cases)
-    io.write_bytes(out / "failure_cases.npz", buf.getvalue())
-    io.write_json(out / THRESHOLD_FILE, good_threshold(train_scores))
-    result["eval_seconds"] = time.perf_counter() - t0
-    io.write_json(out / "metrics.json", result)
+    # One set, metrics.json (it marks a complete evaluation) last: a failure below (full disk)
+    # leaves the earlier evaluation as it was, never new files beside an old marker.
+    with io.output_set(out / "metrics.json"):
+        io.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]),
+                                                       "defect_type": list(test["defect_types"]),
+                                                       "label": labels, "score": scores}))
+        io.write_json(out / "curves.json", curves(maps, masks, scores, labels))
+        buf = _io.BytesIO()
+        cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
+        np.savez_compressed(buf, **cases)
+        io.write_bytes(out / "failure_cases.npz", buf.getvalue())
+        io.write_json(out / THRESHOLD_FILE, good_threshold(train_scores))
+        result["eval_seconds"] = time.perf_counter() - t0
+        io.write_json(out / "metrics.json", result)
     return result

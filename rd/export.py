@@ -132,8 +132,11 @@ def export_graph(graph: AnomalyGraph, out: str | os.PathLike, opset: int = DEFAU
             want_maps, want_scores = graph(check)
         got_maps, got_scores = onnx_session(tmp).run(list(OUTPUTS), {INPUT: check.numpy()})
         diff = max(float(np.abs(got_maps - want_maps.numpy()).max()), float(np.abs(got_scores - want_scores.numpy()).max()))
-        if not diff <= TOLERANCE:
-            raise RuntimeError(f"exported graph differs from PyTorch by {diff:.3g} (> {TOLERANCE}); nothing written")
+        if not diff <= TOLERANCE:   # NaN included
+            raise RDError(f"The exported graph differs from PyTorch by {diff:.3g} (> {TOLERANCE}); "
+                          "nothing was written.",
+                          "export with the torch/onnx/onnxruntime versions of pyproject.toml, or report the run "
+                          "and the versions as a bug.")
     return diff
 
 
@@ -141,23 +144,38 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, *, threshold: st
                 opset: int = DEFAULT_OPSET) -> dict[str, Any]:
     """Export a run's model.pt to ``out`` (.onnx) and write ``out`` with .json: preprocessing,
     threshold and provenance, everything a deployment needs besides the file itself."""
-    from rd.data import IMAGENET_MEAN, IMAGENET_STD
     from rd.predict import resolve_run
     from rd.run import load_model
     from rd.thresholds import resolve_threshold
 
     _require_onnx()
     out = _check_out(Path(out))
+    # left by a killed earlier export (kill -9, power loss): never kept beside the new pair
+    stale = io.clear_stale_temporaries(out.parent, (out.name, out.with_suffix(".json").name))
+    if stale:
+        warnings.warn(f"removed {len(stale)} temporary file(s) an interrupted earlier export left beside {out}.",
+                      stacklevel=2)
     run_dir, model_path = resolve_run(run)
     thr = resolve_threshold(threshold, run_dir)
     model, cfg = load_model(model_path)
     graph = AnomalyGraph(model.cpu(), cfg["image_size"]).eval()
     meta_path = out.with_suffix(".json")
-    meta_path.unlink(missing_ok=True)  # never leave a JSON describing an older file
-    diff = export_graph(graph, out, opset)
+    # The pair is one set, the .json (what a deployment reads first) last: the old pair stays
+    # until the new one is complete, and a JSON never describes another .onnx.
+    with io.output_set(meta_path):
+        diff = export_graph(graph, out, opset)
+        meta = _metadata(out, cfg, thr, opset, diff, model_path)
+        io.write_json(meta_path, meta)
+    return meta
+
+
+def _metadata(out: Path, cfg: dict[str, Any], thr: Any, opset: int, diff: float, model_path: Path) -> dict[str, Any]:
+    """The export's JSON: preprocessing, threshold and provenance of the (staged) ``out``."""
+    from rd.data import IMAGENET_MEAN, IMAGENET_STD
+
     size = int(cfg["image_size"])
-    meta = {
-        "onnx": out.name, "onnx_sha256": io.file_sha256(out), "opset": opset,
+    return {
+        "onnx": out.name, "onnx_sha256": io.file_sha256(io.staged(out)), "opset": opset,
         "input": {"name": INPUT, "shape": ["batch", 3, size, size], "dtype": "float32", "layout": "NCHW RGB"},
         "outputs": {OUTPUTS[0]: ["batch", size, size], OUTPUTS[1]: ["batch"]},
         "image_size": size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -169,5 +187,3 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, *, threshold: st
         "model_pt": str(model_path), "model_pt_sha256": io.file_sha256(model_path),
         "verified_max_abs_diff": diff, "torch": torch.__version__,
     }
-    io.write_json(meta_path, meta)
-    return meta

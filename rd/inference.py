@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from rd.anomaly_map import anomaly_maps
+from rd.errors import RDError
 from rd.models import RD
 
 
@@ -22,7 +23,13 @@ def predict(model: RD, images: torch.Tensor, image_size: int, device: torch.devi
             x = x.contiguous(memory_format=torch.channels_last)
         t, s = model(x)
         out.append(anomaly_maps(t, s, image_size))
-    return np.concatenate(out)
+    maps = np.concatenate(out)
+    if not np.isfinite(maps).all():   # NaN scores would compare as "good" with every threshold
+        bad = int((~np.isfinite(maps.reshape(len(maps), -1))).any(axis=1).sum())
+        raise RDError(f"The model gave NaN or infinite anomaly maps for {bad} of {len(maps)} image(s).",
+                      "check the model (retrain it if its weights diverged) and that the images are ordinary "
+                      "8-bit pictures.")
+    return maps
 
 
 def image_scores(maps: np.ndarray) -> np.ndarray:

@@ -66,10 +66,27 @@ def resolve_run(run: str | os.PathLike) -> tuple[Path, Path]:
     raise RDError(f"Run {run} does not exist.", fix)
 
 
-def _folder_entries(folder: Path) -> list[Entry]:
+def _folder_entries(folder: Path, exclude: Sequence[Path] = ()) -> list[Entry]:
+    """Every file under ``folder``, sorted. Symbolic links to folders are followed; a folder
+    reached a second time (a link loop, or two links to one folder) is searched once, with one
+    warning. Folders in ``exclude`` (the output folder) are not searched."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    skip = {os.path.realpath(p) for p in exclude}
+    seen = {_folder_key(folder)}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            sub = os.path.join(dirpath, d)
+            if os.path.realpath(sub) in skip:
+                continue
+            key = _folder_key(sub)
+            if key in seen:
+                warnings.warn(f"not searching {sub} again: it leads to a folder already searched "
+                              f"({os.path.realpath(sub)}; a symbolic-link loop or a second link).", stacklevel=4)
+                continue
+            seen.add(key)
+            keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
             p = Path(dirpath) / name
             if name.startswith("."):
@@ -81,9 +98,14 @@ def _folder_entries(folder: Path) -> list[Entry]:
     return out
 
 
-def _entries(item: Path, from_list: bool) -> list[Entry]:
+def _folder_key(path: str | os.PathLike) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _entries(item: Path, from_list: bool, exclude: Sequence[Path] = ()) -> list[Entry]:
     if item.is_dir():
-        return _folder_entries(item)
+        return _folder_entries(item, exclude)
     if not item.exists():
         return [Entry(item, "does not exist")]
     if not item.is_file():
@@ -91,7 +113,8 @@ def _entries(item: Path, from_list: bool) -> list[Entry]:
     suffix = item.suffix.lower()
     if suffix in LIST_SUFFIXES and not from_list:
         try:
-            lines = item.read_text(encoding="utf-8").splitlines()
+            # utf-8-sig: a byte-order mark (Windows editors) is no part of the first path
+            lines = item.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise RDError(f"Cannot read the list file {item}: {exc}.",
                           "give a UTF-8 text file with one image path per line.") from exc
@@ -99,19 +122,20 @@ def _entries(item: Path, from_list: bool) -> list[Entry]:
         for line in lines:
             line = line.strip()
             if line and not line.startswith("#"):
-                out += _entries(Path(line), from_list=True)
+                out += _entries(Path(line), from_list=True, exclude=exclude)
         return out
     if suffix not in IMAGE_EXTENSIONS:
         return [Entry(item, f"not an image file (extension {item.suffix or 'none'})")]
     return [Entry(item)]
 
 
-def collect_images(items: Iterable[str | os.PathLike]) -> list[Entry]:
-    """Expand files, folders and list files into entries (duplicates dropped, order kept)."""
+def collect_images(items: Iterable[str | os.PathLike], exclude: Sequence[str | os.PathLike] = ()) -> list[Entry]:
+    """Expand files, folders and list files into entries (duplicates dropped, order kept);
+    folders in ``exclude`` (predict's own output folder) are not searched."""
     seen: set[str] = set()
     out = []
     for item in items:
-        for e in _entries(Path(item), from_list=False):
+        for e in _entries(Path(item), from_list=False, exclude=[Path(p) for p in exclude]):
             key = os.path.abspath(e.path)
             if key not in seen:
                 seen.add(key)
@@ -120,15 +144,26 @@ def collect_images(items: Iterable[str | os.PathLike]) -> list[Entry]:
 
 
 def figure_names(paths: Sequence[Path]) -> list[str]:
-    """Unique PNG names: each path relative to the inputs' common folder, ``/`` -> ``__``."""
+    """Unique PNG names: each path relative to the inputs' common folder, ``/`` -> ``__``.
+
+    Names that would clash (``a/b.png`` and a file named ``a__b.png``; ``A.png`` and ``a.png``,
+    one file on a case-insensitive disk) get ``~2``, ``~3``, ... in input order, so no figure
+    overwrites another."""
     if not paths:
         return []
     absolute = [os.path.abspath(p) for p in paths]
     common = os.path.commonpath([os.path.dirname(p) for p in absolute])
-    names = []
+    names: list[str] = []
+    taken: set[str] = set()
     for p in absolute:
         name = Path(os.path.relpath(p, common)).as_posix().replace("/", "__")
-        names.append(name if name.lower().endswith(".png") else name + ".png")
+        stem = name[:-4] if name.lower().endswith(".png") else name
+        name, n = stem + ".png", 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{stem}~{n}.png"
+        taken.add(name.lower())
+        names.append(name)
     return names
 
 
@@ -176,7 +211,10 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
         raise RDError(f"Batch size must be at least 1, got {batch_size}.", "pass --batch-size 1 or more.")
     run_dir, model_path = resolve_run(run)
     thr: Threshold = resolve_threshold(threshold, run_dir)
-    entries = collect_images(images)
+    # the outputs are never inputs: a rerun into a folder it scans does not score its own figures
+    entries = collect_images(images, exclude=[out_dir, Path(out_dir) / FIGURES])
+    own = os.path.realpath(Path(out_dir) / "predictions.csv")
+    entries = [e for e in entries if os.path.realpath(e.path) != own]
     scorable = [e for e in entries if not e.reason]
     if not scorable:
         where = ", ".join(str(i) for i in images) or "(nothing given)"
@@ -187,7 +225,11 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
         if e.reason:
             _warn_skipped(e)
     out = io.ensure_writable_dir(out_dir)
-    (out / "predictions.csv").unlink(missing_ok=True)  # the completion marker goes first
+    stale = io.clear_stale_temporaries(out, ("predictions.csv",))
+    stale += io.clear_stale_temporaries(out / FIGURES, (), suffixes=(".png",)) if (out / FIGURES).is_dir() else []
+    if stale:
+        warnings.warn(f"removed {len(stale)} temporary file(s) an interrupted earlier predict left in {out}.",
+                      stacklevel=2)
     if threads:
         torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
@@ -196,40 +238,43 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
     panel = max(size, 128)
     results: dict[Path, tuple[float, str]] = {}
     failed: dict[Path, Entry] = {}
-    with resolve_device(device) as lease, _progress(len(scorable)) as bar:
-        model = model.to(lease.device)
-        for start in range(0, len(scorable), batch_size):
-            x, done = _decode_batch(scorable[start:start + batch_size], size)
-            ok = [e for e in done if not e.reason]
-            failed.update({e.path: e for e in done if e.reason})
-            if x is not None:
-                maps = predict(model, x, size, lease.device, batch_size)
-                scores = image_scores(maps)
-                pictures = denormalize(x) if figures else None
-                for i, e in enumerate(ok):
-                    figure = ""
-                    if figures:
-                        figure = f"{FIGURES}/{names[e.path]}"
-                        io.write_bytes(out / figure, anomaly_panels_png(pictures[i], maps[i], thr.value, size=panel))
-                    results[e.path] = (float(scores[i]), figure)
-            bar.update(len(done))
-    for e in failed.values():  # after the progress bar, so each warning keeps its own line
-        _warn_skipped(e)
-    if not results:
-        raise RDError(f"None of the {len(scorable)} image file(s) could be read (see the warnings above).",
-                      "replace the corrupt files or pass other images.")
-    rows = []
-    for e in entries:
-        e = failed.get(e.path, e)
-        if e.reason:
-            rows.append({"path": str(e.path), "score": None, "decision": "skipped", "threshold": thr.value,
-                         "threshold_source": thr.source, "figure": "", "reason": e.reason})
-            continue
-        score, figure = results[e.path]
-        rows.append({"path": str(e.path), "score": score, "decision": "anomalous" if score >= thr.value else "good",
-                     "threshold": thr.value, "threshold_source": thr.source, "figure": figure, "reason": ""})
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    io.write_csv(out / "predictions.csv", frame)
+    # One set, predictions.csv (the completion marker) last: figures appear only with it.
+    with io.output_set(out / "predictions.csv"):
+        with resolve_device(device) as lease, _progress(len(scorable)) as bar:
+            model = model.to(lease.device)
+            for start in range(0, len(scorable), batch_size):
+                x, done = _decode_batch(scorable[start:start + batch_size], size)
+                ok = [e for e in done if not e.reason]
+                failed.update({e.path: e for e in done if e.reason})
+                if x is not None:
+                    maps = predict(model, x, size, lease.device, batch_size)
+                    scores = image_scores(maps)
+                    pictures = denormalize(x) if figures else None
+                    for i, e in enumerate(ok):
+                        figure = ""
+                        if figures:
+                            figure = f"{FIGURES}/{names[e.path]}"
+                            io.write_bytes(out / figure,
+                                           anomaly_panels_png(pictures[i], maps[i], thr.value, size=panel))
+                        results[e.path] = (float(scores[i]), figure)
+                bar.update(len(done))
+        for e in failed.values():  # after the progress bar, so each warning keeps its own line
+            _warn_skipped(e)
+        if not results:
+            raise RDError(f"None of the {len(scorable)} image file(s) could be read (see the warnings above).",
+                          "replace the corrupt files or pass other images.")
+        rows = []
+        for e in entries:
+            e = failed.get(e.path, e)
+            if e.reason:
+                rows.append({"path": str(e.path), "score": None, "decision": "skipped", "threshold": thr.value,
+                             "threshold_source": thr.source, "figure": "", "reason": e.reason})
+                continue
+            score, figure = results[e.path]
+            rows.append({"path": str(e.path), "score": score, "decision": "anomalous" if score >= thr.value else "good",
+                         "threshold": thr.value, "threshold_source": thr.source, "figure": figure, "reason": ""})
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        io.write_csv(out / "predictions.csv", frame)
     n_bad = int((frame.decision == "anomalous").sum())
     print(f"predict: {len(results)} image(s) scored in {time.perf_counter() - t0:.1f} s on {lease.device}: "
           f"{n_bad} anomalous at threshold {thr.value:.6g} ({thr.choice}), {len(frame) - len(results)} skipped; "

@@ -122,6 +122,11 @@ def load_student(model: RD, state: Any, path: str | os.PathLike) -> None:
     if extra:
         raise RDError(f"The student tensors in {path} do not fit {backbone}: it has {extra[0]!r}, "
                       "which the network lacks.", fix)
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:   # would give NaN maps, NaN scores and "good" for every image
+        raise RDError(f"The student tensors in {path} hold NaN or infinite values ({bad!r}): training diverged "
+                      "or the file was damaged.", "delete the file and retrain (a lower learning rate if the loss "
+                      "diverged), or pass another run's model.pt.")
     model.load_student_state_dict(state)
 
 

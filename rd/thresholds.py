@@ -77,6 +77,7 @@ def resolve_threshold(choice: str | float, run_dir: str | os.PathLike) -> Thresh
         except (KeyError, TypeError, ValueError) as exc:
             raise RDError(f"Threshold file {run_dir / THRESHOLD_FILE} lacks value/quantile/n_images.",
                           rerun + " or f1max.") from exc
+        _check_read(value, run_dir / THRESHOLD_FILE, rerun + " or f1max.")
         return Threshold(value, f"good: {q:g} quantile of {n} train/good scores (seen in training)", "good")
     data = _read_json(run_dir / "metrics.json", "Metrics file", rerun + " or good.")
     try:
@@ -84,4 +85,12 @@ def resolve_threshold(choice: str | float, run_dir: str | os.PathLike) -> Thresh
     except (KeyError, TypeError, ValueError) as exc:
         raise RDError(f"Metrics file {run_dir / 'metrics.json'} has no image_f1max_threshold.",
                       rerun + " or good.") from exc
+    _check_read(value, run_dir / "metrics.json", rerun + " or good.")
     return Threshold(value, "f1max: chosen on the labelled test set (optimistic)", "f1max")
+
+
+def _check_read(value: float, path: Path, fix: str) -> None:
+    """A threshold read back must be a finite number: NaN would make every image "good"."""
+    if not math.isfinite(value):
+        raise RDError(f"The threshold in {path} is {value} (not a finite number): the file is damaged or was "
+                      "edited.", fix)

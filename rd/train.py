@@ -7,8 +7,9 @@ Why it is shaped this way:
 * The training split is decoded once into tensors; epochs only index into them.
 * Data order comes from a generator seeded by (seed, epoch), so a run resumed from its
   per-epoch checkpoint sees exactly the batches an uninterrupted run would have seen.
-* ``model.pt`` is written last and only when training finished; a NaN/inf loss stops the run
-  with a clear message and no model.
+* ``model.pt``, ``train.json`` and ``history.csv`` are published as one set
+  (``rd.io.output_set``), ``model.pt`` last, and only when training finished; a NaN/inf loss
+  stops the run with a clear message and no model.
 """
 
 from __future__ import annotations
@@ -342,8 +343,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
                        "student": count_params(model.bottleneck) + count_params(model.decoder)},
         }
         columns = ["epoch", "loss", "lr", "seconds", "elapsed", "image_auroc", "pixel_auroc"]
-        io.write_csv(out / "history.csv", pd.DataFrame(history).reindex(columns=columns))
-        io.write_json(out / "train.json", summary)
-        io.save_torch(out / "model.pt", model_checkpoint(model, cfg))
+        with io.output_set(out / "model.pt"):   # one set, model.pt (what evaluate needs) last
+            io.write_csv(out / "history.csv", pd.DataFrame(history).reindex(columns=columns))
+            io.write_json(out / "train.json", summary)
+            io.save_torch(out / "model.pt", model_checkpoint(model, cfg))
         ckpt_path.unlink(missing_ok=True)
     return summary

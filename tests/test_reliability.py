@@ -448,15 +448,17 @@ def test_disk_full_while_saving(small_root, tmp_path):
     assert not list(run.glob(".*.tmp")), list(run.iterdir())
 
 
-def test_disk_full_while_evaluating_drops_the_stale_metrics(trained, small_root, tmp_path):
+def test_disk_full_while_evaluating_publishes_nothing(trained, small_root, tmp_path):
     """An evaluation that cannot write its outputs (no file may exceed 8 kB) must not leave an
-    earlier metrics.json (written last, it marks a complete evaluation) next to new outputs."""
+    earlier metrics.json (written last, it marks a complete evaluation) next to new outputs: the
+    outputs are one set, so the earlier evaluation stays exactly as it was and nothing new appears."""
     out = tmp_path / "eval"
     out.mkdir()
     (out / "metrics.json").write_text('{"image_auroc": 0.99}\n')   # from an earlier evaluation
     res = rd(*eval_args(small_root, trained["model"], out), cwd=tmp_path, fsize=8192)
-    assert_clean_failure(res, f"Cannot write {out}", "file-size limit", absent=(out / "metrics.json",))
-    assert not list(out.glob(".*.tmp")), list(out.iterdir())
+    assert_clean_failure(res, f"Cannot write {out}", "file-size limit", absent=(out / "scores.csv",))
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"], list(out.iterdir())
+    assert (out / "metrics.json").read_text() == '{"image_auroc": 0.99}\n'
 
 
 def test_ctrl_c_one_line_then_rerun_resumes(small_root, tmp_path):

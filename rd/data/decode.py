@@ -18,12 +18,42 @@ from rd.errors import RDError
 # without guessing is refused with a message saying what to do.
 _FIX_CORRUPT = "the file is corrupt, truncated or not an image; replace it or delete it."
 _FIX_8BIT = "save it as an 8-bit (or 16-bit) PNG, RGB or grayscale."
+# Pillow refuses images above 2 x Image.MAX_IMAGE_PIXELS (~179 Mpx) as possible decompression
+# bombs; a user who trusts a larger image raises the limit with this variable (0: no limit).
+MAX_PIXELS_ENV = "RD_MAX_IMAGE_PIXELS"
+
+
+def _pixel_limit() -> int | None:
+    """Pillow's MAX_IMAGE_PIXELS for this process: Pillow's default unless RD_MAX_IMAGE_PIXELS is set."""
+    from PIL import Image
+
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return Image.MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        raise RDError(f"{MAX_PIXELS_ENV}={text!r} is not a whole number of pixels.",
+                      f"set {MAX_PIXELS_ENV} to a pixel count (e.g. 250000000), 0 for no limit, or unset it.") from None
+    if value < 0:
+        raise RDError(f"{MAX_PIXELS_ENV}={text!r} is negative.",
+                      "set it to a pixel count, 0 for no limit, or unset it.")
+    return value or None
+
+
+def _bomb(path: Path, what: str, exc: BaseException) -> RDError:
+    return RDError(f"Cannot read {what} {path}: it has more pixels than Pillow's decompression-bomb guard allows "
+                   f"({str(exc).splitlines()[0][:160]}).",
+                   f"if you trust the file, raise the limit with {MAX_PIXELS_ENV}=<pixels> (0: no limit) in the "
+                   "environment of the command, or shrink the image.")
 
 
 def _open(path: Path, what: str, strict: bool):
     """Open and fully decode ``path``, turned upright by its EXIF orientation (as viewers show it)."""
     from PIL import Image, ImageOps
 
+    limit = _pixel_limit()
+    default, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
     try:
         if strict:
             with Image.open(path) as im:
@@ -36,6 +66,8 @@ def _open(path: Path, what: str, strict: bool):
                 upright = im.copy()
             upright.format = im.format   # copy() drops it
             return upright
+    except Image.DecompressionBombError as exc:
+        raise _bomb(path, what, exc) from exc
     except OSError as exc:
         if exc.errno is not None:  # the file system, not the decoder (permissions, a symlink loop, ...)
             raise RDError(f"Cannot open {what} {path}: {exc.strerror}.",
@@ -43,6 +75,8 @@ def _open(path: Path, what: str, strict: bool):
         raise _unreadable(path, what, exc) from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a data problem
         raise _unreadable(path, what, exc) from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = default
 
 
 def _unreadable(path: Path, what: str, exc: BaseException) -> RDError:

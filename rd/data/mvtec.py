@@ -95,7 +95,8 @@ class CategoryIndex:
 
 def file_list_sha256(rel_paths: list[str]) -> str:
     """sha256 of the sorted relative paths, one per line."""
-    return hashlib.sha256("\n".join(sorted(rel_paths)).encode("utf-8")).hexdigest()
+    # surrogateescape: a file name that is not UTF-8 (Latin-1) hashes as its bytes on disk
+    return hashlib.sha256("\n".join(sorted(rel_paths)).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def content_sha256(folder: str | os.PathLike, rel_paths: list[str]) -> str:
@@ -103,7 +104,7 @@ def content_sha256(folder: str | os.PathLike, rel_paths: list[str]) -> str:
     folder = Path(folder)
     outer = hashlib.sha256()
     for rel in sorted(rel_paths):
-        outer.update(rel.encode("utf-8") + b"\0")
+        outer.update(rel.encode("utf-8", "surrogateescape") + b"\0")
         outer.update(hashlib.sha256((folder / rel).read_bytes()).digest())
     return outer.hexdigest()
 
@@ -127,7 +128,11 @@ def _is(entry: os.DirEntry, kind: str) -> bool:
 
 
 def _list_images(folder: Path, ignored: list[str], base: Path) -> list[Path]:
-    """Image files directly in ``folder`` (sorted); everything else goes to ``ignored``."""
+    """Image files directly in ``folder`` (sorted); everything else goes to ``ignored``.
+
+    Two images with one name but for the extension or its case (``0000.bmp`` beside
+    ``0000.png``, a conversion left half done; ``000.png`` beside ``000.PNG``) are an error:
+    masks are found by name, so both would share one mask and the set would count twice."""
     images = []
     with os.scandir(folder) as it:
         for entry in it:
@@ -136,6 +141,14 @@ def _list_images(folder: Path, ignored: list[str], base: Path) -> list[Path]:
             else:
                 rel = Path(entry.path).relative_to(base).as_posix()
                 ignored.append(rel + ("/" if _is(entry, "dir") else ""))
+    by_stem: dict[str, Path] = {}
+    for p in sorted(images, key=lambda p: p.name):
+        other = by_stem.setdefault(p.stem.lower(), p)
+        if other is not p:
+            raise RDError(f"Two images in {folder} have the same name but for the extension: {other.name} and "
+                          f"{p.name} (masks and results are matched by name, so they would share one).",
+                          "keep one of them (e.g. delete the originals of a half-finished conversion) and move "
+                          "the other out of the dataset.")
     return sorted(images, key=lambda p: p.name)
 
 

@@ -282,7 +282,7 @@ def _build(folder: Path, category: str, seed: int, params: dict[str, int]) -> di
         "software": {"numpy": np.__version__, "scikit-image": skimage.__version__},
     }
     (folder / README).write_text(_readme(category, seed, params), encoding="utf-8")
-    (folder / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     return marker
 
 

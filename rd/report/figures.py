@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rd.figure_text import literal_text
 from rd.report.curves import CURVE_SPECS, CurveData
 from rd.report.formatting import METRIC_LABEL, finite
 
@@ -35,6 +36,7 @@ def new_figure(width: float, height: float, layout: str | None = "constrained"):
 
 def png_bytes(fig, dpi: int = DPI) -> bytes:
     buf = io.BytesIO()
+    literal_text(fig)   # names are drawn as written: `$` never starts mathtext
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, pil_kwargs={"optimize": True})
     return buf.getvalue()
 
