@@ -146,6 +146,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", **params.arg("eval_every"))
     p.add_argument("--no-feature-cache", action="store_true",
                    help="recompute teacher features each step instead of caching them once")
+    p.add_argument("--stage-evaluation", action="store_true",
+                   help="also evaluate the trained run in this process and stage the outputs in "
+                        "<out-dir>/.evaluation-staged for `evaluate` to publish (same numbers, no second model load)")
+    p.add_argument("--failure-cases", **params.arg("failure_cases", default=4,
+                                                   help="with --stage-evaluation: as `evaluate --failure-cases`"))
     p.add_argument("--out-dir", required=True)
 
 
@@ -160,7 +165,7 @@ def _run_train(a: argparse.Namespace) -> None:
         device=a.device, threads=a.threads, bf16=a.bf16, eval_every=a.eval_every,
         feature_cache=not a.no_feature_cache,
     )
-    train(cfg, a.out_dir)
+    train(cfg, a.out_dir, stage_evaluation=a.stage_evaluation, failure_cases=a.failure_cases)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -178,6 +183,15 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(a: argparse.Namespace) -> None:
+    from rd import staging
+
+    # What training staged for this model and these options is published without importing
+    # torch (a sub-second job); anything else is evaluated in full.
+    options = staging.evaluation_options(data_root=a.data_root, category=a.category, dataset=a.dataset,
+                                         failure_cases=a.failure_cases, device=a.device)
+    if staging.publish(a.model, a.out_dir, options):
+        print(f"published the evaluation staged by training for {a.model}", file=sys.stderr)
+        return
     from rd.evaluate import evaluate_run
 
     evaluate_run(a.model, data_root=a.data_root, category=a.category, out_dir=a.out_dir,

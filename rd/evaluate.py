@@ -13,6 +13,7 @@ import io as _io
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,11 @@ import torch
 from rd import io, metrics
 from rd.data import denormalize
 from rd.errors import RDError
-from rd.inference import image_scores, predict
+from rd.inference import image_scores, predict, predict_from_features
 from rd.run import load_model
 from rd.thresholds import THRESHOLD_FILE, good_threshold
 
-OUTPUTS = ("scores.csv", "curves.json", "failure_cases.npz", THRESHOLD_FILE, "metrics.json")
+OUTPUTS = ("scores.csv", "curves.json", "failure_cases.npz", THRESHOLD_FILE, "metrics.json")  # metrics.json last
 
 
 def select_failure_cases(test: dict, maps: np.ndarray, scores: np.ndarray, threshold: float, k: int) -> dict[str, np.ndarray]:
@@ -86,30 +87,46 @@ def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.n
             "pro": {"fpr": as_list(pro_fpr), "pro": as_list(pro)}}
 
 
-def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str, out_dir: str | os.PathLike,
-                 device: str = "auto", threads: int = 1, failure_cases: int = 4,
-                 dataset: str | None = None) -> dict[str, Any]:
-    from rd.data import load_split
-    from rd.devices import resolve_device
 
-    t0 = time.perf_counter()
-    out = io.ensure_writable_dir(out_dir)
-    if io.clear_stale_temporaries(out, OUTPUTS):
-        warnings.warn(f"removed temporary files an interrupted earlier evaluation left in {out}.", stacklevel=2)
-    torch.set_num_threads(max(1, threads))
-    model, cfg = load_model(model_path)
-    name = cfg.get("name") or cfg["backbone"]
-    dataset = dataset or cfg.get("dataset", "mvtec")  # default: the layout the run was trained on
-    test = load_split(data_root, category, "test", cfg["image_size"], dataset=dataset)
-    labels = test["labels"].numpy().astype(int)
+
+def check_labels(labels: np.ndarray, data_root: str, category: str) -> None:
     if labels.min() == labels.max():
         raise RDError(f"The test set of {data_root}/{category} has only {'defect' if labels[0] else 'good'} images.",
                       "AUROC needs both good and defective test images.")
-    with resolve_device(device) as lease:
-        model = model.to(lease.device)
-        maps = predict(model, test["images"], cfg["image_size"], lease.device, cfg["batch_size"])
-        train_good = load_split(data_root, category, "train", cfg["image_size"], dataset=dataset)["images"]
-        train_scores = image_scores(predict(model, train_good, cfg["image_size"], lease.device, cfg["batch_size"]))
+
+
+def evaluate_model(model: torch.nn.Module, cfg: dict[str, Any], out_dir: str | os.PathLike, *, data_root: str,
+                   category: str, dataset: str, device: torch.device | str, failure_cases: int = 4,
+                   test: dict | None = None, test_features: list[torch.Tensor] | None = None,
+                   train_images: torch.Tensor | None = None, train_features: list[torch.Tensor] | None = None,
+                   t0: float | None = None) -> dict[str, Any]:
+    """Evaluate a network already in memory and write :data:`OUTPUTS` into ``out_dir``.
+
+    ``rd evaluate`` calls it on the model it rebuilt from ``model.pt``; ``rd train`` on the model
+    it just trained, handing over what it already holds (the test split, the teacher's features
+    of the test and training images) so nothing is decoded or run through the teacher twice.
+    Either way the numbers are the same (``tests/test_staging.py``).
+    """
+    from rd.data import load_split
+
+    t0 = time.perf_counter() if t0 is None else t0
+    out = Path(out_dir)
+    name = cfg.get("name") or cfg["backbone"]
+    if test is None:
+        test = load_split(data_root, category, "test", cfg["image_size"], dataset=dataset)
+    labels = test["labels"].numpy().astype(int)
+    check_labels(labels, data_root, category)
+    if test_features is not None:
+        maps = predict_from_features(model, test_features, cfg["image_size"], cfg["batch_size"])
+    else:
+        maps = predict(model, test["images"], cfg["image_size"], device, cfg["batch_size"])
+    if train_features is not None:
+        train_maps = predict_from_features(model, train_features, cfg["image_size"], cfg["batch_size"])
+    else:
+        if train_images is None:
+            train_images = load_split(data_root, category, "train", cfg["image_size"], dataset=dataset)["images"]
+        train_maps = predict(model, train_images, cfg["image_size"], device, cfg["batch_size"])
+    train_scores = image_scores(train_maps)
     masks = test["masks"][:, 0].numpy().astype(bool)
     scores = image_scores(maps)
     try:
@@ -137,3 +154,22 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
         result["eval_seconds"] = time.perf_counter() - t0
         io.write_json(out / "metrics.json", result)
     return result
+
+
+def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str, out_dir: str | os.PathLike,
+                 device: str = "auto", threads: int = 1, failure_cases: int = 4,
+                 dataset: str | None = None) -> dict[str, Any]:
+    """Rebuild the run from ``model.pt`` and evaluate it in full (the staged path is ``rd.staging``)."""
+    from rd.devices import resolve_device
+
+    t0 = time.perf_counter()
+    out = io.ensure_writable_dir(out_dir)
+    if io.clear_stale_temporaries(out, OUTPUTS):
+        warnings.warn(f"removed temporary files an interrupted earlier evaluation left in {out}.", stacklevel=2)
+    torch.set_num_threads(max(1, threads))
+    model, cfg = load_model(model_path)
+    dataset = dataset or cfg.get("dataset", "mvtec")  # default: the layout the run was trained on
+    with resolve_device(device) as lease:
+        model = model.to(lease.device)
+        return evaluate_model(model, cfg, out, data_root=data_root, category=category, dataset=dataset,
+                              device=lease.device, failure_cases=failure_cases, t0=t0)

@@ -32,6 +32,19 @@ def predict(model: RD, images: torch.Tensor, image_size: int, device: torch.devi
     return maps
 
 
+@torch.no_grad()
+def predict_from_features(model: RD, teacher_features: list[torch.Tensor], image_size: int,
+                          batch_size: int = 16) -> np.ndarray:
+    """:func:`predict` for images whose teacher features are already computed (in the same
+    batches of ``batch_size``): the student and the maps only, the same numbers."""
+    out = []
+    n = len(teacher_features[0])
+    for start in range(0, n, batch_size):
+        t = [f[start:start + batch_size] for f in teacher_features]
+        out.append(anomaly_maps(t, model.student(t), image_size))
+    return np.concatenate(out)
+
+
 def image_scores(maps: np.ndarray) -> np.ndarray:
     """The image-level anomaly score: the maximum of each map (the paper's choice)."""
     return maps.reshape(len(maps), -1).max(axis=1)

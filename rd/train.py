@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 from rd import io
 from rd.errors import RDError
 from rd.loss import cosine_distillation_loss
-from rd.inference import image_scores, predict
+from rd.inference import image_scores, predict, predict_from_features
 from rd.models import RD, count_params
 from rd.models.weights import RANDOM_TEACHER_INIT
 from rd.optim import make_optimizer, make_scheduler, weight_decay_rule
@@ -140,10 +141,14 @@ def _progress(epoch: int, epochs: int, loss: float, lr: float, elapsed: float) -
           file=sys.stderr, flush=True)
 
 
-def _eval_columns(model: RD, test: dict, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+def _eval_columns(model: RD, test: dict, cfg: TrainConfig, device: torch.device,
+                  test_features: list[torch.Tensor] | None = None) -> dict[str, float]:
     from rd.metrics import image_auroc, pixel_auroc
 
-    maps = predict(model, test["images"], cfg.image_size, device, cfg.batch_size)
+    if test_features is not None:
+        maps = predict_from_features(model, test_features, cfg.image_size, cfg.batch_size)
+    else:
+        maps = predict(model, test["images"], cfg.image_size, device, cfg.batch_size)
     labels = test["labels"].numpy()
     masks = test["masks"][:, 0].numpy()
     return {"image_auroc": image_auroc(image_scores(maps), labels),
@@ -232,12 +237,50 @@ def run_record(model: RD, cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Train one run into ``out_dir`` (resuming from its checkpoint if one matches)."""
+def _stage_evaluation(model: RD, cfg: TrainConfig, out: Path, device: torch.device, *, test: dict,
+                      test_features: list[torch.Tensor] | None, images: torch.Tensor,
+                      train_features: list[torch.Tensor] | None, failure_cases: int) -> bool:
+    """Evaluate the just-trained network in this process into the run's staging folder
+    (``rd.staging``), reusing the test split and the teacher features already computed.
+
+    A failure here (a test set ``rd evaluate`` would refuse, a full disk) leaves nothing
+    staged and is only a warning: the ``evaluate`` step then evaluates in full and reports it.
+    """
+    from rd import staging
+    from rd.evaluate import OUTPUTS, evaluate_model
+
+    t0 = time.perf_counter()
+    staging.discard(out)
+    try:
+        stage = staging.stage_dir(out)
+        stage.mkdir()
+        evaluate_model(model, asdict(cfg), stage, data_root=cfg.data_root, category=cfg.category,
+                       dataset=cfg.dataset, device=device, failure_cases=failure_cases, test=test,
+                       test_features=test_features, train_images=images, train_features=train_features, t0=t0)
+        options = staging.evaluation_options(data_root=cfg.data_root, category=cfg.category, dataset=cfg.dataset,
+                                             failure_cases=failure_cases, device=cfg.device)
+        staging.write_record(out, files=OUTPUTS, options=options, model_path=out / "model.pt")
+    except (RDError, OSError) as exc:
+        staging.discard(out)
+        warnings.warn(f"the run's evaluation was not staged ({exc}); `rd evaluate` evaluates it in full.",
+                      stacklevel=2)
+        return False
+    return True
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: bool = False,
+          failure_cases: int = 4) -> dict[str, Any]:
+    """Train one run into ``out_dir`` (resuming from its checkpoint if one matches).
+
+    ``stage_evaluation``: also evaluate the trained network in this process and stage the
+    outputs for ``rd evaluate`` to publish (``rd.staging``); ``failure_cases`` as there.
+    """
+    from rd import staging
     from rd.data import load_split
     from rd.devices import resolve_device
 
     out = io.ensure_writable_dir(out_dir)
+    staging.discard(out)  # an earlier staged evaluation belongs to the model this run replaces
     # left by a killed earlier attempt (kill -9, power loss)
     stale = io.clear_stale_temporaries(out, (CHECKPOINT, "model.pt", "train.json", "history.csv"))
     if stale:
@@ -249,7 +292,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
     torch.set_num_threads(max(1, cfg.threads))
     train_set = load_split(cfg.data_root, cfg.category, "train", cfg.image_size, dataset=cfg.dataset)
     test_set = (load_split(cfg.data_root, cfg.category, "test", cfg.image_size, dataset=cfg.dataset)
-                if cfg.eval_every else None)
+                if cfg.eval_every or stage_evaluation else None)
     images = train_set["images"]
     if len(images) < 2:
         raise RDError(f"Only {len(images)} training image(s) in the {cfg.dataset} train split of "
@@ -288,6 +331,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
 
         cached = setup.build_feature_cache() if cfg.feature_cache else None
         source = FeatureSource(model, images, device, channels_last, cached)
+        # The teacher's features of the test images, once per run: every eval_every evaluation
+        # and the staged final evaluation feed the student from them.
+        test_feats = None
+        if test_set is not None and cfg.feature_cache and feature_bytes(model, len(test_set["images"]), cfg.image_size) \
+                <= FEATURE_CACHE_LIMIT_BYTES:
+            test_feats = teacher_features(model, test_set["images"], device, cfg.batch_size, channels_last)
         autocast = setup.autocast
 
         t_start = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
@@ -312,9 +361,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
                                    "lr": optimizer.param_groups[0]["lr"],
                                    "seconds": time.perf_counter() - t_epoch,
                                    "elapsed": time.perf_counter() - t_start}
-            if test_set is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                 model.eval()
-                row.update(_eval_columns(model, test_set, cfg, device))
+                row.update(_eval_columns(model, test_set, cfg, device, test_feats))
                 model.train()
             history.append(row)
             _progress(epoch, cfg.epochs, row["loss"], row["lr"], row["elapsed"])
@@ -348,4 +397,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
             io.write_json(out / "train.json", summary)
             io.save_torch(out / "model.pt", model_checkpoint(model, cfg))
         ckpt_path.unlink(missing_ok=True)
+        if stage_evaluation:
+            _stage_evaluation(model, cfg, out, device, test=test_set, test_features=test_feats, images=images,
+                              train_features=cached, failure_cases=failure_cases)
     return summary

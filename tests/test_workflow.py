@@ -489,6 +489,15 @@ def test_changing_epochs_reruns_every_run_but_not_smoke(stub_run):
     assert c["train"] == 12 and c["evaluate"] == 12 and c["smoke"] == 0 and c["prepare_data"] == 0
 
 
+def test_changing_failure_cases_reevaluates_without_retraining(stub_run):
+    """Train stages its evaluation with failure_cases, but as a flag, not a param: a new value
+    reruns the evaluate jobs (their param) only."""
+    write_config(stub_run / "cases.yaml", **{**yaml.safe_load((stub_run / "base.yaml").read_text()),
+                                             "failure_cases": 7})
+    c = counts(dry_run(stub_run, "--configfile", "cases.yaml"))
+    assert c["evaluate"] == 12 and c["train"] == 0 and c["smoke"] == 0
+
+
 def test_snakemake_report_collects_marked_outputs(stub_run):
     snakemake(stub_run, "--configfile", "base.yaml", "--report", "sm_report.zip")
     assert (stub_run / "sm_report.zip").stat().st_size > 0

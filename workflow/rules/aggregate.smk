@@ -15,6 +15,8 @@ rule aggregate:
         runs=lambda wildcards, input: [os.path.dirname(path) for path in input.metrics],
     log:
         "logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
     threads: 1
     resources:
         mem_mb=resource("aggregate", "mem_mb"),
@@ -36,6 +38,8 @@ rule stats:
         comparisons=[arm for pair in config["comparisons"] for arm in ("--comparison", *pair)],
     log:
         "logs/stats.log",
+    benchmark:
+        "results/benchmarks/stats.tsv"
     threads: 1
     resources:
         mem_mb=resource("stats", "mem_mb"),

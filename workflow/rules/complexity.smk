@@ -16,6 +16,8 @@ rule complexity:
         student=student_flag,
     log:
         "logs/complexity/{backbone}.log",
+    benchmark:
+        "results/benchmarks/complexity/{backbone}.tsv"
     threads: THREADS
     resources:
         mem_mb=resource("complexity", "mem_mb"),

@@ -18,6 +18,8 @@ rule prepare_data:
         generate=generate_flags(),
     log:
         f"logs/prepare_data/{DATASET}/{{category}}.log",
+    benchmark:
+        f"results/benchmarks/prepare_data/{DATASET}/{{category}}.tsv"
     threads: 1
     resources:
         mem_mb=resource("prepare_data", "mem_mb"),

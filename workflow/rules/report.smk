@@ -42,6 +42,8 @@ rule report:
         ),
     log:
         "logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     threads: 1
     resources:
         mem_mb=resource("report", "mem_mb"),

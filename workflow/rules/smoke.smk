@@ -15,6 +15,8 @@ rule smoke:
         sizes=smoke_sizes(),
     log:
         "logs/smoke/{backbone}.log",
+    benchmark:
+        "results/benchmarks/smoke/{backbone}.tsv"
     threads: 1
     resources:
         mem_mb=resource("smoke", "mem_mb"),

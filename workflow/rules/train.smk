@@ -1,6 +1,7 @@
 # One job per run: (category, backbone, setting, seed). Everything that defines the run is an
 # input or a param, so a change to one setting's values reruns exactly that setting's runs
 # (Snakemake's params rerun trigger). The smoke file of the backbone gates training.
+# The job also evaluates the run it trained (rd.staging): the evaluate job publishes that.
 
 
 rule train:
@@ -46,4 +47,7 @@ rule train:
         " --image-size {params.image_size} --epochs {params.epochs} --batch-size {params.batch_size}"
         " --seed {wildcards.seed} --device {params.device} --threads {threads}"
         " --eval-every {params.eval_every} {params.flags} --out-dir {params.out_dir:q}"
+        # Evaluate here too and stage it for the evaluate job, which then only publishes it.
+        # Not a param: a changed failure_cases re-evaluates (the evaluate rule's param), never retrains.
+        " --stage-evaluation --failure-cases {config[failure_cases]}"
         " > {log:q} 2>&1"
