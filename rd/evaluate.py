@@ -4,7 +4,8 @@ Outputs (atomic, ``metrics.json`` last so its presence means the rest is there):
 ``scores.csv``, ``curves.json``, ``failure_cases.npz`` (a bounded number of maps: the top-k
 missed defects and the top-k false alarms at the run's image-level F1max threshold),
 ``threshold.json`` (the good-image threshold ``python -m rd predict`` uses by default: the 0.99
-quantile of the training images' scores, see ``rd.thresholds``) and ``metrics.json``.
+quantile of the scores of the run's held-out good images, or of its training images when it
+held none out, see ``rd.thresholds``) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,20 @@ def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.n
             "pro": {"fpr": as_list(pro_fpr), "pro": as_list(pro)}}
 
 
+def _good_scores(model: Any, cfg: dict[str, Any], data_root: str, category: str, dataset: str,
+                 device: str) -> tuple[np.ndarray, str]:
+    """Image scores of the good images the threshold comes from, and their threshold_source: the
+    run's held-out good images (picked as training picked them, from its train config), else
+    (validation_fraction 0) its training images."""
+    from rd.data import good_split, load_samples
+
+    part = good_split(dataset, data_root, category, cfg.get("validation_fraction", 0.0), cfg.get("data_seed", 0))
+    samples = part.held_out if part.held_out else part.train
+    images = load_samples(samples, cfg["image_size"])["images"]
+    scores = image_scores(predict(model, images, cfg["image_size"], device, cfg["batch_size"]))
+    return scores, part.source
+
+
 def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str, out_dir: str | os.PathLike,
                  device: str = "auto", threads: int = 1, failure_cases: int = 4,
                  dataset: str | None = None) -> dict[str, Any]:
@@ -106,8 +121,7 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     with resolve_device(device) as lease:
         model = model.to(lease.device)
         maps = predict(model, test["images"], cfg["image_size"], lease.device, cfg["batch_size"])
-        train_good = load_split(data_root, category, "train", cfg["image_size"], dataset=dataset)["images"]
-        train_scores = image_scores(predict(model, train_good, cfg["image_size"], lease.device, cfg["batch_size"]))
+        good_scores, threshold_source = _good_scores(model, cfg, data_root, category, dataset, lease.device)
     masks = test["masks"][:, 0].numpy().astype(bool)
     scores = image_scores(maps)
     try:
@@ -130,7 +144,7 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
     np.savez_compressed(buf, **cases)
     io.write_bytes(out / "failure_cases.npz", buf.getvalue())
-    io.write_json(out / THRESHOLD_FILE, good_threshold(train_scores))
+    io.write_json(out / THRESHOLD_FILE, good_threshold(good_scores, threshold_source))
     result["eval_seconds"] = time.perf_counter() - t0
     io.write_json(out / "metrics.json", result)
     return result

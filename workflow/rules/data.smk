@@ -1,7 +1,9 @@
 # Protocol: the same data for every arm. The embedded `textures` dataset is generated here
 # (the category folder is an output, so deleting it regenerates it); a user-given root
 # (`mvtec`, `visa`, `mvtec_ad2`, `btad`) is only validated, by that dataset's reader. Either
-# way the manifest (counts + file-list hash) is what training depends on, and the report shows it.
+# way the manifest (counts + file-list hash + the held-out good images and their hash) is what
+# training depends on, and the report shows it: a changed validation_fraction or seed rewrites it
+# (a params change) and so reruns every run of the category.
 
 
 rule prepare_data:
@@ -12,6 +14,7 @@ rule prepare_data:
         dataset=DATASET,
         root=lambda wildcards: ROOT,
         seed=config["dataset"]["seed"],
+        validation_fraction=VALIDATION_FRACTION,
         generate=generate_flags(),
     log:
         f"logs/prepare_data/{DATASET}/{{category}}.log",
@@ -24,5 +27,6 @@ rule prepare_data:
     shell:
         "python -m rd prepare-data --dataset {params.dataset} --root {params.root:q}"
         " --category {wildcards.category} --seed {params.seed} {params.generate}"
+        " --validation-fraction {params.validation_fraction}"
         " --out {output.manifest:q}"
         " > {log:q} 2>&1"
