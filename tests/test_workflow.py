@@ -495,6 +495,15 @@ def test_changing_one_setting_reruns_only_its_runs(stub_run, setting, arms):
     assert rerun_arms == arms
 
 
+def test_changing_validation_fraction_reruns_the_data_and_every_run(stub_run):
+    """The held-out list is part of the data manifest: a new fraction rewrites it and reruns every run."""
+    base = yaml.safe_load((stub_run / "base.yaml").read_text())
+    base["dataset"] = {**base["dataset"], "validation_fraction": 0.2}
+    (stub_run / "fraction.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    c = counts(dry_run(stub_run, "--configfile", "fraction.yaml"))
+    assert c["prepare_data"] == 2 and c["train"] == 12 and c["evaluate"] == 12 and c["smoke"] == 0
+
+
 def test_changing_epochs_reruns_every_run_but_not_smoke(stub_run):
     write_config(stub_run / "epochs.yaml", **{**yaml.safe_load((stub_run / "base.yaml").read_text()), "epochs": 7})
     c = counts(dry_run(stub_run, "--configfile", "epochs.yaml"))
