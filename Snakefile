@@ -25,12 +25,14 @@ wildcard_constraints:
     backbone=r"[A-Za-z0-9_.]+",
     setting=r"[A-Za-z0-9_.-]+",
     seed=r"[0-9]+",
+    lr=r"[0-9][0-9.eE+-]*",
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/smoke.smk"
 include: "workflow/rules/complexity.smk"
+include: "workflow/rules/lr_select.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"

@@ -47,14 +47,18 @@ METRIC_COLUMNS = [m.name for m in METRICS]
 # What the teacher and student of a run were (from train.json): the fairness audit compares them.
 MODEL_COLUMNS = ["model", "teacher_tag", "pretraining", "weights_sha256", "student_family"]
 RUN_COLUMNS = ["train_seconds", "peak_mem_mb", "final_loss", "eval_seconds"]
+# What training saw (rd.data.holdout) and where its lr came from (the setting, or lr_grid's selection).
+DATA_COLUMNS = ["validation_fraction", "n_train_images", "n_held_out", "held_out_source", "lr", "lr_source"]
 COST_COLUMNS = ["params_teacher", "params_bottleneck", "params_decoder", "params_student", "params_total",
                 "gflops_teacher", "gflops_student", "gflops_total", "latency_ms_batch1", "throughput_img_s"]
 BENCH_COLUMNS = ["bench_train_s", "bench_train_max_rss_mb", "bench_eval_s"]
-SUMMARY_COLUMNS = ID_COLUMNS + MODEL_COLUMNS + METRIC_COLUMNS + RUN_COLUMNS + COST_COLUMNS + BENCH_COLUMNS
+SUMMARY_COLUMNS = (ID_COLUMNS + MODEL_COLUMNS + METRIC_COLUMNS + RUN_COLUMNS + DATA_COLUMNS + COST_COLUMNS
+                   + BENCH_COLUMNS)
 DEFECT_PREFIX = "defect_auroc:"
-INTEGER_COLUMNS = ["image_size", "epochs", "params_teacher", "params_bottleneck", "params_decoder",
+INTEGER_COLUMNS = ["image_size", "epochs", "n_train_images", "n_held_out", "params_teacher", "params_bottleneck", "params_decoder",
                    "params_student", "params_total"]
-STRING_COLUMNS = ["category", "backbone", "setting", "arm", "weights", "run_dir"] + MODEL_COLUMNS
+STRING_COLUMNS = (["category", "backbone", "setting", "arm", "weights", "run_dir", "held_out_source", "lr_source"]
+                  + MODEL_COLUMNS)
 
 _STAGES = {"train": "train", "evaluate": "evaluate", "eval": "evaluate"}
 _SEED_RE = re.compile(r"^seed(\d+)$")
@@ -200,6 +204,14 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     row["peak_mem_mb"] = _num(train.get("peak_mem_mb"))
     row["final_loss"] = _num(train.get("final_loss"))
     row["eval_seconds"] = _num(metrics.get("eval_seconds"))
+    # runs trained before held-out images existed trained on all of train/good
+    held_out = train.get("held_out") or {}
+    row["validation_fraction"] = _num(train.get("validation_fraction", 0.0))
+    row["n_train_images"] = _num(train.get("n_train_images"))
+    row["n_held_out"] = _num(held_out.get("n_images", 0))
+    row["held_out_source"] = str(held_out.get("source") or "training")
+    row["lr"] = _num((train.get("setting_params") or {}).get("lr"))
+    row["lr_source"] = "lr_grid" if train.get("lr_selection") else "setting"
     params = train.get("params") or {}
     for part in ("teacher", "bottleneck", "decoder", "student"):
         row[f"params_{part}"] = _num(params.get(part))

@@ -28,6 +28,10 @@ DATASET_HELP = "layout of --data-root: mvtec (also textures), visa, mvtec_ad2 or
 
 
 SETTING_FIX = 'Fix: pass a JSON object, e.g. \'{"optimizer": "adam", "lr": 0.005}\'.'
+VALIDATION_FRACTION_ARG = params.arg(
+    "validation_fraction", default=params.VALIDATION_FRACTION,
+    help="fraction of train/good held out (never trained on; picked by the dataset seed) for the "
+         "predict threshold and the lr selection; 0: the paper's split (MVTec AD 2: > 0 uses validation/good)")
 
 
 def _json_arg(text: str) -> dict:
@@ -71,7 +75,8 @@ def _add_prepare_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test-good", **params.arg("n_test_good", help="textures: good test crops (default 20)"))
     p.add_argument("--n-per-defect", **params.arg("n_per_defect", help="textures: test crops per defect type (default 10)"))
     p.add_argument("--size", **params.arg("crop_size", help="textures: crop size in pixels (default 128)"))
-    p.add_argument("--out", required=True, help="manifest JSON (file list hash, counts)")
+    p.add_argument("--validation-fraction", **VALIDATION_FRACTION_ARG)
+    p.add_argument("--out", required=True, help="manifest JSON (file list hash, counts, held-out images)")
 
 
 def _run_prepare_data(a: argparse.Namespace) -> None:
@@ -79,7 +84,8 @@ def _run_prepare_data(a: argparse.Namespace) -> None:
 
     options = {k: getattr(a, k) for k in ("n_train", "n_test_good", "n_per_defect", "size")
                if getattr(a, k) is not None}
-    prepare_category(a.dataset, a.root, a.category, seed=a.seed, manifest_path=a.out, generate_options=options)
+    prepare_category(a.dataset, a.root, a.category, seed=a.seed, manifest_path=a.out, generate_options=options,
+                     validation_fraction=a.validation_fraction)
 
 
 # --------------------------------------------------------------------------- smoke
@@ -121,7 +127,8 @@ def _run_complexity(a: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- train
-def _add_train(p: argparse.ArgumentParser) -> None:
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """What defines a training run (``train`` and ``lr-select`` share them)."""
     p.add_argument("--data-root", required=True)
     p.add_argument("--dataset", choices=DATASETS, default="mvtec", help=DATASET_HELP)
     p.add_argument("--category", required=True, **params.arg("category", default=None))
@@ -146,6 +153,15 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", **params.arg("eval_every"))
     p.add_argument("--no-feature-cache", action="store_true",
                    help="recompute teacher features each step instead of caching them once")
+    p.add_argument("--validation-fraction", **VALIDATION_FRACTION_ARG)
+    p.add_argument("--data-seed", **params.arg("seed", default=0, help="the dataset seed: picks the held-out images"))
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    _add_train_options(p)
+    p.add_argument("--lr-selection", default=None, metavar="FILE",
+                   help="results/lr/<backbone>/<setting>.json of the workflow's lr selection: its chosen lr "
+                        "replaces the setting's (recorded in train.json as lr_selection)")
     p.add_argument("--stage-evaluation", action="store_true",
                    help="also evaluate the trained run in this process and stage the outputs in "
                         "<out-dir>/.evaluation-staged for `evaluate` to publish (same numbers, no second model load)")
@@ -154,18 +170,58 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", required=True)
 
 
-def _run_train(a: argparse.Namespace) -> None:
-    params.check_setting(a.setting, a.epochs, where="--setting")  # before any import or work
-    from rd.train import TrainConfig, train
+def _train_config(a: argparse.Namespace, **override):
+    """The TrainConfig of the parsed train options (the setting checked before any heavy import)."""
+    params.check_setting(a.setting, a.epochs, where="--setting")
+    from rd.run import TrainConfig
 
-    cfg = TrainConfig(
+    values = dict(
         data_root=a.data_root, category=a.category, backbone=a.backbone, dataset=a.dataset, weights=a.weights,
         projection=a.projection, student=a.student, name=a.name, setting_name=a.setting_name, setting=a.setting,
         image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed,
         device=a.device, threads=a.threads, bf16=a.bf16, eval_every=a.eval_every,
-        feature_cache=not a.no_feature_cache,
+        feature_cache=not a.no_feature_cache, validation_fraction=a.validation_fraction, data_seed=a.data_seed,
     )
-    train(cfg, a.out_dir, stage_evaluation=a.stage_evaluation, failure_cases=a.failure_cases)
+    return TrainConfig(**{**values, **override})
+
+
+def _run_train(a: argparse.Namespace) -> None:
+    params.check_setting(a.setting, a.epochs, where="--setting")  # before any import or work
+    override = {}
+    if a.lr_selection:
+        from rd.lr_select import read_selection
+
+        selection = read_selection(a.lr_selection, a.name or a.backbone, a.setting_name)
+        override = {"setting": {**a.setting, "lr": selection["chosen"]}, "lr_selection": selection}
+    from rd.train import train
+
+    train(_train_config(a, **override), a.out_dir, stage_evaluation=a.stage_evaluation,
+          failure_cases=a.failure_cases)
+
+
+# --------------------------------------------------------------------------- lr selection
+def _add_lr_select(p: argparse.ArgumentParser) -> None:
+    _add_train_options(p)
+    p.add_argument("--lr", required=True, **params.arg("lr", default=None, help="the grid value to try"))
+    p.add_argument("--select-epochs", required=True, **params.arg("lr_select_epochs", default=None))
+    p.add_argument("--out", required=True, help="JSON: this lr's mean distillation loss on the held-out good images")
+
+
+def _run_lr_select(a: argparse.Namespace) -> None:
+    from rd.lr_select import selection_run
+
+    selection_run(_train_config(a), a.lr, a.select_epochs, a.out)
+
+
+def _add_lr_gather(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", nargs="+", required=True, help="the per-lr JSONs written by lr-select")
+    p.add_argument("--out", required=True, help="results/lr/<backbone>/<setting>.json: grid, losses, chosen lr")
+
+
+def _run_lr_gather(a: argparse.Namespace) -> None:
+    from rd.lr_select import gather
+
+    gather(a.runs, a.out)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -247,7 +303,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files, folders (recursive) or list files (.txt, one path a line)")
     p.add_argument("--out", required=True, help="output folder: predictions.csv and figures/")
     p.add_argument("--threshold", default="good",
-                   help="good (default: 0.99 quantile of the run's train/good scores) | f1max (the test set's, "
+                   help="good (default: 0.99 quantile of the run's held-out good scores) | f1max (the test set's, "
                         "optimistic) | a number")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", **params.arg("inference_batch_size", default=16))
@@ -280,6 +336,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "smoke": ("build a backbone's RD and check shapes and parameters (gates training)", _add_smoke, _run_smoke),
     "complexity": ("FLOPs (fvcore), parameters, latency and throughput", _add_complexity, _run_complexity),
     "train": ("train one run: category x backbone x setting x seed", _add_train, _run_train),
+    "lr-select": ("train one lr of a setting's lr_grid and measure its held-out loss", _add_lr_select,
+                  _run_lr_select),
+    "lr-gather": ("choose the lr with the lowest held-out loss -> results/lr/<backbone>/<setting>.json",
+                  _add_lr_gather, _run_lr_gather),
     "evaluate": ("anomaly maps, metrics and failure cases of one run", _add_evaluate, _run_evaluate),
     "aggregate": ("one row per run -> summary.csv", _add_aggregate, _run_aggregate),
     "stats": ("paired tests between arms -> stats.csv", _add_stats, _run_stats),

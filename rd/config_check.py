@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from rd.params import RULES, TEXTURE_CATEGORIES, is_weights_file, repeated_comparisons, setting_errors
+from rd.params import LR_SELECTION_KEYS, RULES, TEXTURE_CATEGORIES, default_lr_select_epochs, is_weights_file, repeated_comparisons, setting_errors  # noqa: F401 (LR_SELECTION_KEYS, default_lr_select_epochs: used by common.smk)
 
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
 FIX_HINT = ("keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and "
@@ -242,14 +242,22 @@ def rule_errors(cfg: dict) -> list[str]:
     dataset = cfg.get("dataset", {})
     if "seed" in dataset:
         check("dataset.seed", "seed", dataset["seed"])
+    if "validation_fraction" in dataset:
+        check("dataset.validation_fraction", "validation_fraction", dataset["validation_fraction"])
     for key, value in (dataset.get("generate") or {}).items():
         if value is not None and key in GENERATE_RULES:
             check(f"dataset.generate.{key}", GENERATE_RULES[key], value)
     for i, seed in enumerate(cfg.get("seeds") or []):
         check(f"seeds[{i}]", "seed", seed)
     epochs = cfg.get("epochs")
+    fraction = dataset.get("validation_fraction")
     for name, setting in (cfg.get("settings") or {}).items():
-        lines += [f"settings.{name}.{line}." for line in setting_errors(setting, epochs, required=True)]
+        lines += [f"settings.{name}.{line}." for line in
+                  setting_errors(setting, epochs, required=True, lr_selection=True)]
+        if isinstance(setting, dict) and "lr_grid" in setting and fraction == 0:
+            lines.append(f"settings.{name}.lr_grid: the lr is chosen on held-out good images, but "
+                         "dataset.validation_fraction is 0 (none are held out). Set dataset.validation_fraction "
+                         "> 0 (e.g. 0.1), or remove lr_grid and give the lr.")
     return lines + _predict_rule_errors(cfg)
 
 

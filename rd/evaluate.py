@@ -4,7 +4,8 @@ Outputs (published as one set, ``metrics.json`` last, so its presence means the 
 ``scores.csv``, ``curves.json``, ``failure_cases.npz`` (a bounded number of maps: the top-k
 missed defects and the top-k false alarms at the run's image-level F1max threshold),
 ``threshold.json`` (the good-image threshold ``python -m rd predict`` uses by default: the 0.99
-quantile of the training images' scores, see ``rd.thresholds``) and ``metrics.json``.
+quantile of the scores of the run's held-out good images, or of its training images when it
+held none out, see ``rd.thresholds``) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,25 @@ def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.n
             "pro": {"fpr": as_list(pro_fpr), "pro": as_list(pro)}}
 
 
+def _good_scores(model: Any, cfg: dict[str, Any], data_root: str, category: str, dataset: str,
+                 device: Any, *, train_images: torch.Tensor | None = None,
+                 train_features: list[torch.Tensor] | None = None) -> tuple[np.ndarray, str]:
+    """Image scores of the good images the threshold comes from, and their threshold_source: the
+    run's held-out good images (picked as training picked them, from its train config), else
+    (validation_fraction 0) its training images -- whose teacher features or tensors the train
+    process hands over when it evaluates in-process, so they are not computed twice."""
+    from rd.data import good_split, load_samples
+
+    part = good_split(dataset, data_root, category, cfg.get("validation_fraction", 0.0), cfg.get("data_seed", 0))
+    if not part.held_out and train_features is not None:
+        return image_scores(predict_from_features(model, train_features, cfg["image_size"], cfg["batch_size"])), \
+            part.source
+    if not part.held_out and train_images is not None:
+        images = train_images
+    else:
+        images = load_samples(part.held_out or part.train, cfg["image_size"])["images"]
+    scores = image_scores(predict(model, images, cfg["image_size"], device, cfg["batch_size"]))
+    return scores, part.source
 
 
 def check_labels(labels: np.ndarray, data_root: str, category: str) -> None:
@@ -120,13 +140,8 @@ def evaluate_model(model: torch.nn.Module, cfg: dict[str, Any], out_dir: str | o
         maps = predict_from_features(model, test_features, cfg["image_size"], cfg["batch_size"])
     else:
         maps = predict(model, test["images"], cfg["image_size"], device, cfg["batch_size"])
-    if train_features is not None:
-        train_maps = predict_from_features(model, train_features, cfg["image_size"], cfg["batch_size"])
-    else:
-        if train_images is None:
-            train_images = load_split(data_root, category, "train", cfg["image_size"], dataset=dataset)["images"]
-        train_maps = predict(model, train_images, cfg["image_size"], device, cfg["batch_size"])
-    train_scores = image_scores(train_maps)
+    good_scores, threshold_source = _good_scores(model, cfg, data_root, category, dataset, device,
+                                                 train_images=train_images, train_features=train_features)
     masks = test["masks"][:, 0].numpy().astype(bool)
     scores = image_scores(maps)
     try:
@@ -150,7 +165,7 @@ def evaluate_model(model: torch.nn.Module, cfg: dict[str, Any], out_dir: str | o
         cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
         np.savez_compressed(buf, **cases)
         io.write_bytes(out / "failure_cases.npz", buf.getvalue())
-        io.write_json(out / THRESHOLD_FILE, good_threshold(train_scores))
+        io.write_json(out / THRESHOLD_FILE, good_threshold(good_scores, threshold_source))
         result["eval_seconds"] = time.perf_counter() - t0
         io.write_json(out / "metrics.json", result)
     return result

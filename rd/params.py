@@ -174,12 +174,42 @@ RULES: dict[str, Rule] = {
     # a category is one folder name under the dataset root: never '.', '..', a hidden name or a path
     "category": Rule(str, pattern=CATEGORY_PATTERN, example="one folder name of letters, digits, _ . - not starting with '.' (e.g. bottle)",
                      meaning="dataset category: one folder name under the dataset root"),
+    # held-out good images (rd.data.holdout) and the learning-rate selection on them
+    "validation_fraction": Rule(float, minimum=0, maximum=0.5, example="0.1",
+                                meaning="fraction of train/good held out for the threshold and the lr "
+                                        "selection (0: the paper's split, train on all of them)"),
+    "lr_select_epochs": Rule(int, minimum=1, example="50", meaning="epochs of each lr selection run"),
+    "lr": Rule(float, above=0, example="0.005", meaning="peak learning rate"),
 }
+
+#: Default of ``dataset.validation_fraction`` and of the CLI's ``--validation-fraction``. A
+#: deviation from the paper (which trains on all of train/good); 0 restores the paper's split.
+#: ``TrainConfig`` defaults to 0 instead: that is what a model.pt written before the key existed saw.
+VALIDATION_FRACTION = 0.1
+
+
+def held_out_count(n: int, fraction: float) -> int:
+    """How many of ``n`` good training images are held out at ``fraction``: rounded half up,
+    at least 1 when fraction > 0, and never so many that fewer than 2 stay for training
+    (BatchNorm needs 2). RDError when ``n`` cannot give both."""
+    fraction = check("validation_fraction", fraction)
+    if fraction == 0:
+        return 0
+    if n < 3:
+        raise RDError(f"Only {n} good training image(s): cannot hold out {fraction:g} of them and keep 2 "
+                      "for training.", "add training images, or set validation_fraction to 0 "
+                      "(--validation-fraction 0; the threshold then comes from training images).")
+    return min(max(1, math.floor(fraction * n + 0.5)), n - 2)
+
+
+def default_lr_select_epochs(epochs: int) -> int:
+    """``lr_select_epochs`` when a setting leaves it out: a quarter of the arm's epochs, at least 1."""
+    return max(1, int(epochs) // 4)
 
 #: Keys of a training setting (``--setting`` JSON, ``settings.<name>`` in the config).
 SETTING_RULES: dict[str, Rule] = {
     "optimizer": Rule(str, choices=("adam", "adamw", "sgd"), example="adam"),
-    "lr": Rule(float, above=0, example="0.005", meaning="peak learning rate"),
+    "lr": RULES["lr"],
     "betas": Rule(float, minimum=0, below=1, example="[0.5, 0.999]", meaning="each Adam/AdamW beta"),
     "weight_decay": Rule(float, minimum=0, example="0.05"),
     "schedule": Rule(str, choices=("constant", "cosine"), example="cosine"),
@@ -187,6 +217,9 @@ SETTING_RULES: dict[str, Rule] = {
     "momentum": Rule(float, minimum=0, example="0.9", meaning="SGD momentum"),
     "min_lr": Rule(float, minimum=0, example="0", meaning="learning rate the cosine schedule decays to"),
 }
+#: Keys of a config setting that choose its learning rate (rd.lr_select) rather than train:
+#: the workflow takes them out before the setting reaches ``python -m rd train``.
+LR_SELECTION_KEYS = ("lr_grid", "lr_select_epochs")
 SETTING_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0,
                                     "schedule": "constant", "warmup_epochs": 0, "momentum": 0.9, "min_lr": 0.0}
 SETTING_REQUIRED = ("optimizer", "lr")
@@ -256,15 +289,59 @@ def repeated_comparisons(comparisons: Sequence[Sequence[str]]) -> list[tuple[int
 
 
 # --------------------------------------------------------------------------- settings
-def setting_errors(setting: Any, epochs: Any = None, *, required: bool = False) -> list[str]:
+def lr_grid_errors(setting: dict[str, Any], epochs: Any = None) -> list[str]:
+    """Problems of a config setting's learning-rate selection keys (``lr_grid``: at least two
+    distinct positive numbers; ``lr_select_epochs``: an integer >= 1, at least the setting's
+    warm-up), as 'key: what is wrong' lines."""
+    lines = []
+    grid = setting.get("lr_grid")
+    if "lr_grid" in setting:
+        lr_rule = SETTING_RULES["lr"]
+        if not isinstance(grid, (list, tuple)) or any(lr_rule.violation(v) for v in grid):
+            lines.append(f"lr_grid: must be a list of learning rates, each {lr_rule.describe()}, got {grid!r}")
+        elif len({float(v) for v in grid}) < 2:
+            lines.append(f"lr_grid: needs at least 2 distinct learning rates to choose from, got {list(grid)!r}")
+        elif SETTING_RULES["min_lr"].violation(setting.get("min_lr", 0)) is None and \
+                min(grid) < setting.get("min_lr", 0):
+            lines.append(f"lr_grid: {min(grid)} is below min_lr {setting['min_lr']} (the cosine schedule decays "
+                         "from lr to min_lr)")
+    elif "lr_select_epochs" in setting:
+        lines.append("lr_select_epochs: set without lr_grid (it is the length of the lr selection runs)")
+    if "lr_select_epochs" in setting:
+        problem = RULES["lr_select_epochs"].violation(setting["lr_select_epochs"])
+        if problem:
+            lines.append(f"lr_select_epochs: {problem}")
+    if "lr_grid" in setting and not lines:
+        select = setting.get("lr_select_epochs")
+        if select is None and epochs is not None and RULES["epochs"].violation(epochs) is None:
+            select = default_lr_select_epochs(epochs)
+        warmup = setting.get("warmup_epochs", 0)
+        if select is not None and SETTING_RULES["warmup_epochs"].violation(warmup) is None and warmup > select:
+            lines.append(f"lr_select_epochs: the lr selection runs {select} epoch(s), less than warmup_epochs "
+                         f"{warmup} (set lr_select_epochs >= {warmup})")
+    return lines
+
+
+def setting_errors(setting: Any, epochs: Any = None, *, required: bool = False,
+                   lr_selection: bool = False) -> list[str]:
     """Every problem of one training setting, as 'key: what is wrong' lines (empty: fine).
 
     ``epochs`` (when known) also checks ``warmup_epochs <= epochs``; ``required`` asks for the
-    keys the config must name (the CLI fills the paper's baseline instead).
+    keys the config must name (the CLI fills the paper's baseline instead); ``lr_selection``
+    allows and checks the config's ``lr_grid`` / ``lr_select_epochs`` (a training run takes the
+    chosen lr instead, so ``python -m rd train --setting`` refuses them).
     """
     if not isinstance(setting, dict):
         return [f"must be a mapping of setting keys ({', '.join(SETTING_RULES)}), got {setting!r}"]
     lines = []
+    if lr_selection:
+        lines += lr_grid_errors(setting, epochs)
+        setting = {k: v for k, v in setting.items() if k not in LR_SELECTION_KEYS}
+    else:
+        lines += [f"{key}: chooses the lr in the workflow (one selection job per value); a training run takes "
+                  "one lr: give it as lr, or pass the selection's JSON with --lr-selection"
+                  for key in LR_SELECTION_KEYS if key in setting]
+        setting = {k: v for k, v in setting.items() if k not in LR_SELECTION_KEYS}
     unknown = [k for k in setting if k not in SETTING_RULES]
     for key in unknown:
         import difflib

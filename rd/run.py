@@ -46,6 +46,12 @@ class TrainConfig:
     bf16: bool = False
     eval_every: int = 0
     feature_cache: bool = True
+    # Held-out good images (rd.data.holdout). 0 (the paper's split) is also what every model.pt
+    # written before these keys existed was trained on; the CLI and the workflow default to 0.1.
+    validation_fraction: float = 0.0
+    data_seed: int = 0             # the dataset seed that picks the held-out images
+    # The workflow's learning-rate selection this run's lr came from (rd.lr_select), if any.
+    lr_selection: dict[str, Any] | None = None
 
     @property
     def backbone_name(self) -> str:

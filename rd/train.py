@@ -37,6 +37,12 @@ from rd.optim import make_optimizer, make_scheduler, weight_decay_rule
 from rd.run import TrainConfig, build_seeded, load_student, model_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class DivergedError(RDError):
+    """The training loss became NaN/inf: the learning rate is too high for this run (the lr
+    selection records such a grid value as diverged instead of failing)."""
+
 FEATURE_CACHE_LIMIT_BYTES = 4 * 1024**3
 
 
@@ -256,7 +262,8 @@ def _stage_evaluation(model: RD, cfg: TrainConfig, out: Path, device: torch.devi
         stage.mkdir()
         evaluate_model(model, asdict(cfg), stage, data_root=cfg.data_root, category=cfg.category,
                        dataset=cfg.dataset, device=device, failure_cases=failure_cases, test=test,
-                       test_features=test_features, train_images=images, train_features=train_features, t0=t0)
+                       test_features=test_features, train_images=images, train_features=train_features,
+                       t0=t0)
         options = staging.evaluation_options(data_root=cfg.data_root, category=cfg.category, dataset=cfg.dataset,
                                              failure_cases=failure_cases, device=cfg.device)
         staging.write_record(out, files=OUTPUTS, options=options, model_path=out / "model.pt")
@@ -276,7 +283,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
     outputs for ``rd evaluate`` to publish (``rd.staging``); ``failure_cases`` as there.
     """
     from rd import staging
-    from rd.data import load_split
+    from rd.data import good_split, load_split
     from rd.devices import resolve_device
 
     out = io.ensure_writable_dir(out_dir)
@@ -290,7 +297,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
         raise RDError(f"epochs={cfg.epochs}, batch_size={cfg.batch_size}: need epochs >= 1 and batch_size >= 2.",
                       "fix epochs/batch_size in the config.")
     torch.set_num_threads(max(1, cfg.threads))
-    train_set = load_split(cfg.data_root, cfg.category, "train", cfg.image_size, dataset=cfg.dataset)
+    # The held-out good images (threshold, lr selection) are never loaded here.
+    held_out = good_split(cfg.dataset, cfg.data_root, cfg.category, cfg.validation_fraction, cfg.data_seed)
+    train_set = load_split(cfg.data_root, cfg.category, "train", cfg.image_size, dataset=cfg.dataset,
+                           validation_fraction=cfg.validation_fraction, seed=cfg.data_seed)
     test_set = (load_split(cfg.data_root, cfg.category, "test", cfg.image_size, dataset=cfg.dataset)
                 if cfg.eval_every or stage_evaluation else None)
     images = train_set["images"]
@@ -354,7 +364,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
             epoch_losses = torch.stack(losses).cpu().numpy().astype(np.float64)
             bad = np.flatnonzero(~np.isfinite(epoch_losses))
             if len(bad):
-                raise RDError(f"Training loss became {epoch_losses[bad[0]]} at epoch {epoch} "
+                raise DivergedError(f"Training loss became {epoch_losses[bad[0]]} at epoch {epoch} "
                               f"(lr {lrs[bad[0]]:.2e}); no model was written.",
                               "lower the learning rate in this setting, or check the input images.")
             row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(epoch_losses)),
@@ -377,6 +387,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
             **{k: v for k, v in asdict(cfg).items() if k in ("category", "backbone", "weights", "seed",
                                                              "image_size", "epochs", "batch_size", "projection")},
             "setting": cfg.setting_name, "setting_params": cfg.setting,
+            "lr_selection": cfg.lr_selection,
+            # What training saw of train/good, and what it did not (rd.data.holdout).
+            "validation_fraction": cfg.validation_fraction, "n_train_images": int(len(images)),
+            "held_out": {k: v for k, v in held_out.record().items() if k != "files"},
             **run_record(model, cfg),
             # What the fairness audit compares, recorded rather than assumed.
             "preprocessing": f"resize to {cfg.image_size} px (bilinear, antialias; masks nearest), ImageNet mean/std",

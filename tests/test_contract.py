@@ -243,6 +243,10 @@ def _argv(command: str, case: Path, w: World, **over: str) -> list[str]:
         "train": ["train", "--data-root", root, "--category", CAT, "--backbone", "resnet18",
                   *train_flags(over.get("epochs", "1")),
                   "--out-dir", str(out)],
+        "lr-select": ["lr-select", "--data-root", root, "--category", CAT, "--backbone", "resnet18",
+                      "--image-size", "32", "--batch-size", "2", "--seed", "0", "--device", "cpu", "--threads", "1",
+                      "--lr", "0.001",
+                      "--select-epochs", "1", "--out", str(out / "lr.json")],
         "evaluate": ["evaluate", "--data-root", root, "--category", CAT, "--model", over.get("model", str(w.model)),
                      "--device", "cpu", "--failure-cases", "1", "--out-dir", str(out)],
         "aggregate": ["aggregate", "--runs", *over.get("runs", f["runs"]), "--complexity", *f["complexity"],
@@ -261,7 +265,7 @@ def _argv(command: str, case: Path, w: World, **over: str) -> list[str]:
 
 
 OUTPUTS = {"prepare-data": ("m.json",), "smoke": ("s.json",), "complexity": ("c.json",),
-           "train": ("model.pt", "train.json", "history.csv"), "evaluate": ("metrics.json",),
+           "train": ("model.pt", "train.json", "history.csv"), "lr-select": ("lr.json",), "evaluate": ("metrics.json",),
            "aggregate": ("summary.csv",), "stats": ("stats.csv",), "report": ("report.html",),
            "predict": ("predictions.csv",), "export": ("m.onnx", "m.json")}
 

@@ -414,9 +414,11 @@ def test_preset_dry_run(tmp_path, monkeypatch, name):
     n_cat = len(CATEGORIES[name])
     n_runs = n_cat * len(preset["seeds"]) * len(preset["arms"])
     backbones = {a.split("/")[0] for a in preset["arms"]}
+    lr_select, lr_gather = tw.lr_selection_jobs(preset)
+    assert lr_select > 0  # the tuned arms choose their lr on held-out good images
     assert tw.counts(jobs) == Counter(prepare_data=n_cat, smoke=len(backbones), complexity=len(backbones),
-                                      train=n_runs, evaluate=n_runs, aggregate=1, stats=1, write_config=1,
-                                      report=1, all=1)
+                                      train=n_runs, evaluate=n_runs, lr_select=lr_select, lr_gather=lr_gather,
+                                      aggregate=1, stats=1, write_config=1, report=1, all=1)
     assert {w["category"] for r, w in jobs if r == "train"} == set(CATEGORIES[name])
     for command in ("prepare-data", "train", "evaluate"):
         assert re.search(rf"python -m rd {command} .*--dataset {name}\b", text), command

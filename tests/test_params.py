@@ -70,9 +70,9 @@ def _valid(rule: params.Rule, text: str) -> bool:
         return not text.startswith(".") and all(c.isascii() and (c.isalnum() or c in "_.-") for c in text)
     if rule.kind is str:
         return False   # none of KINDS is a device or a choice
-    if text in ("abc", "nan", "inf", "true", "1.5"):
+    if text in ("abc", "nan", "inf", "true") or (text == "1.5" and rule.kind is int):
         return False
-    value = int(text)
+    value = float(text)
     low = rule.minimum if rule.minimum is not None else -math.inf
     high = rule.maximum if rule.maximum is not None else math.inf
     return low <= value <= high and (rule.above is None or value > rule.above) and \
@@ -90,6 +90,8 @@ def _base_args(command: str, tmp: Path) -> list[str]:
                   "--out-dir", str(tmp / "out")],
         "evaluate": ["evaluate", "--data-root", str(tmp / "none"), "--category", "x", "--model", str(tmp / "m.pt"),
                      "--out-dir", str(tmp / "out")],
+        "lr-select": ["lr-select", "--data-root", str(tmp / "none"), "--category", "x", "--backbone", "resnet18",
+                      "--lr", "0.001", "--select-epochs", "1", "--out", str(tmp / "out" / "lr.json")],
         "predict": ["predict", str(tmp / "run"), str(tmp / "images"), "--out", str(tmp / "out")],
         "export": ["export", str(tmp / "run"), "--out", str(tmp / "out" / "m.onnx")],
     }[command]

@@ -62,7 +62,7 @@ def test_test_images_score_as_in_evaluate(run, tmp_path):
     thr = json.loads((run / "threshold.json").read_text())
     assert (got.threshold == thr["value"]).all()
     assert (got.decision == np.where(got.score.astype(float) >= thr["value"], "anomalous", "good")).all()
-    assert got.threshold_source.str.startswith("good: 0.99 quantile of 12 train/good").all()
+    assert got.threshold_source.str.startswith("good: 0.99 score quantile of train/good (n=12, seen in training").all()
     assert (got.reason == "").all()
     # one three-panel PNG per image
     from PIL import Image
@@ -77,7 +77,7 @@ def test_good_threshold_is_the_train_quantile(run, tmp_path):
     frame = _predict(run, [run.parent / "data" / "brick" / "train" / "good"], tmp_path / "p", figures=False)
     thr = json.loads((run / "threshold.json").read_text())
     assert thr["n_images"] == len(frame) == 12 and thr["quantile"] == 0.99
-    assert "seen during training" in thr["source"]
+    assert "seen in training" in thr["source"] and thr["threshold_source"] == "training"
     np.testing.assert_allclose(np.quantile(frame.score.astype(float), 0.99), thr["value"], rtol=0, atol=1e-6)
     assert not (tmp_path / "p" / "figures").exists()
 

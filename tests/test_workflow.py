@@ -23,7 +23,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ["Snakefile", "config.yaml", "environment.yml", "workflow"]
-RULES = ["prepare_data", "smoke", "complexity", "train", "evaluate", "aggregate", "stats",
+RULES = ["prepare_data", "smoke", "complexity", "lr_select", "lr_gather", "train", "evaluate", "aggregate", "stats",
          "write_config", "report", "all"]
 MVTEC_CATEGORIES = ["bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
                     "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper"]
@@ -103,6 +103,13 @@ def counts(jobs) -> Counter:
     return Counter(rule for rule, _ in jobs)
 
 
+def lr_selection_jobs(cfg: dict) -> tuple[int, int]:
+    """(lr_select jobs, lr_gather jobs) a config asks for: one per grid value of each arm whose
+    setting has an lr_grid, one gather per such arm."""
+    grids = [cfg["settings"][arm.split("/")[1]].get("lr_grid") for arm in cfg["arms"]]
+    return sum(len(g) for g in grids if g), sum(1 for g in grids if g)
+
+
 def write_config(path: Path, **overrides) -> Path:
     """A full config file: config.yaml with top-level keys replaced."""
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -158,12 +165,18 @@ def test_mvtec_preset_dag(tmp_path):
     assert n_runs == 15 * 3 * 5  # 4 arms + the control (ConvNeXt-T teacher, ResNet student)
     assert preset["backbones"]["convnext_tiny_rs"] == {"model": "convnext_tiny", "weights": "imagenet",
                                                        "student": "wide_resnet50_2"}
+    lr_select, lr_gather = lr_selection_jobs(preset)
+    assert lr_gather == 2  # the two tuned arms choose their lr from the grid
     assert counts(jobs) == Counter(prepare_data=15, smoke=3, complexity=3, train=n_runs, evaluate=n_runs,
+                                   lr_select=lr_select, lr_gather=lr_gather,
                                    aggregate=1, stats=1, write_config=1, report=1, all=1)
+    # the selection runs on the first category and seed only, one job per grid value
+    assert {(w["backbone"], w["setting"], w["lr"]) for r, w in jobs if r == "lr_select"} == {
+        (b, "tuned", lr) for b in ("wide_resnet50_2", "convnext_tiny") for lr in ("0.0005", "0.001", "0.002")}
     assert {w["category"] for r, w in jobs if r == "prepare_data"} == set(MVTEC_CATEGORIES)
     # on cuda every train/evaluate job requests one GPU (the SLURM executor turns it into --gpus)
     for rule, info in jobs:
-        if rule in ("train", "evaluate"):
+        if rule in ("train", "evaluate", "lr_select"):
             assert re.search(r"\bgpu=1\b", info["_resources"]) and "runtime=" in info["_resources"], info
             assert "mem_mb=" in info["_resources"]
         elif rule != "complexity":
@@ -481,6 +494,15 @@ def test_changing_one_setting_reruns_only_its_runs(stub_run, setting, arms):
     assert counts(jobs) == Counter(train=n, evaluate=n, aggregate=1, stats=1, write_config=1, report=1, all=1)
     rerun_arms = {f"{w['backbone']}/{w['setting']}" for r, w in jobs if r in ("train", "evaluate")}
     assert rerun_arms == arms
+
+
+def test_changing_validation_fraction_reruns_the_data_and_every_run(stub_run):
+    """The held-out list is part of the data manifest: a new fraction rewrites it and reruns every run."""
+    base = yaml.safe_load((stub_run / "base.yaml").read_text())
+    base["dataset"] = {**base["dataset"], "validation_fraction": 0.2}
+    (stub_run / "fraction.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    c = counts(dry_run(stub_run, "--configfile", "fraction.yaml"))
+    assert c["prepare_data"] == 2 and c["train"] == 12 and c["evaluate"] == 12 and c["smoke"] == 0
 
 
 def test_changing_epochs_reruns_every_run_but_not_smoke(stub_run):

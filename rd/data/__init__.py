@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from rd.data import btad, layout, mvtec, mvtec_ad2, visa
+from rd.data.holdout import GoodSplit, split_good
 from rd.data.mvtec import (
     IMAGE_EXTENSIONS,
     IMAGENET_MEAN,
@@ -47,9 +48,9 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 _READERS: dict[str, ModuleType] = {"visa": visa, "mvtec_ad2": mvtec_ad2, "btad": btad}
 
 __all__ = [
-    "CATEGORIES", "DATASETS", "IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "IgnoredFilesWarning",
-    "MVTecDataset", "denormalize", "load_split", "prepare_category", "scan", "scan_category", "validate",
-    "validate_category",
+    "CATEGORIES", "DATASETS", "IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD", "GoodSplit",
+    "IgnoredFilesWarning", "MVTecDataset", "SPLITS", "denormalize", "good_split", "load_split", "prepare_category",
+    "scan", "scan_category", "validate", "validate_category",
 ]
 
 
@@ -75,27 +76,52 @@ def validate(dataset: str, root: str | os.PathLike, category: str) -> dict[str, 
     return layout.manifest(index, dataset, **reader.manifest_extra(index))
 
 
+#: What :func:`load_split` can load: the good images training sees, the held-out good images, the test set.
+SPLITS = ("train", "held_out", "test")
+
+
+def good_split(dataset: str, root: str | os.PathLike, category: str, validation_fraction: float,
+               seed: int = 0) -> GoodSplit:
+    """The category's good training images split into training and held-out (rd.data.holdout)."""
+    return split_good(scan(dataset, root, category, warn=False), validation_fraction, seed)
+
+
 def load_split(root: str | os.PathLike, category: str, split: str, image_size: int,
-               dataset: str = "mvtec") -> dict[str, Any]:
-    """Decode one split (``train`` or ``test``) of a category into stacked tensors, with the
-    dataset's reader. Same output as :func:`rd.data.mvtec.load_split`: ``images`` (N,3,S,S
-    float32, ImageNet-normalised), ``masks`` (N,1,S,S bool), ``labels``, ``defect_types``, ``paths``.
+               dataset: str = "mvtec", *, validation_fraction: float = 0.0, seed: int = 0) -> dict[str, Any]:
+    """Decode one split of a category into stacked tensors, with the dataset's reader.
+
+    ``train``: the good images training sees (all of train/good at ``validation_fraction`` 0,
+    else without the held-out ones); ``held_out``: the held-out good images (``seed`` is the
+    dataset seed that picks them; empty at fraction 0); ``test``: the test set. Same output as
+    :func:`rd.data.mvtec.load_split`: ``images`` (N,3,S,S float32, ImageNet-normalised),
+    ``masks`` (N,1,S,S bool), ``labels``, ``defect_types``, ``paths``.
     """
-    return load_samples(scan(dataset, root, category).split(split), image_size)
+    if split not in SPLITS:
+        raise RDError(f"Unknown split {split!r}.", f"use one of {', '.join(SPLITS)}.")
+    index = scan(dataset, root, category)
+    if split == "test":
+        return load_samples(index.test, image_size)
+    part = split_good(index, validation_fraction, seed)
+    return load_samples(part.train if split == "train" else part.held_out, image_size)
 
 
 def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed: int = 0,
                      manifest_path: str | os.PathLike | None = None,
-                     generate_options: dict[str, int] | None = None) -> dict[str, Any]:
+                     generate_options: dict[str, int] | None = None,
+                     validation_fraction: float = 0.0) -> dict[str, Any]:
     """Generate (textures) and/or validate (both) one category; return and optionally write its manifest.
 
-    Manifest: dataset, root, category, n_train, n_test_good, n_test_defect, n_test_per_type,
-    defect_types, file_list_sha256, ignored_files, seed (textures; null otherwise), generated
-    (bool), for textures content_sha256 and generator_version, for visa / mvtec_ad2 / btad
-    content_sha256 and split_rule (visa also split_sha256, mvtec_ad2 also test_set, n_validation).
+    Manifest: dataset, root, category, n_train (all of train/good), n_test_good, n_test_defect,
+    n_test_per_type, defect_types, file_list_sha256, ignored_files, seed (textures; null
+    otherwise), generated (bool), ``held_out`` (the held-out good images at
+    ``validation_fraction``, picked with ``seed``: source, validation_fraction, seed, n_images,
+    n_training, sha256 of the list, files; see rd.data.holdout), for textures content_sha256 and
+    generator_version, for visa / mvtec_ad2 / btad content_sha256 and split_rule (visa also
+    split_sha256, mvtec_ad2 also test_set, n_validation).
     """
     try:
         manifest = _prepare(dataset, root, category, seed, generate_options or {})
+        manifest["held_out"] = good_split(dataset, root, category, validation_fraction, seed).record()
     except RDError:
         if manifest_path is not None:
             try:

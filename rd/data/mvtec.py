@@ -80,10 +80,12 @@ class CategoryIndex:
     test: list[Sample]
     defect_types: list[str]
     ignored: list[str] = field(default_factory=list)
+    # good images the dataset ships for validation (MVTec AD 2 validation/good; empty elsewhere)
+    validation: list[Sample] = field(default_factory=list)
 
     def files(self) -> list[str]:
         """Sorted category-relative paths of every image and mask used."""
-        rels = [s.rel for s in self.train + self.test]
+        rels = [s.rel for s in self.train + self.validation + self.test]
         rels += [s.mask_path.relative_to(self.folder).as_posix() for s in self.test if s.mask_path]
         return sorted(rels)
 
@@ -302,7 +304,7 @@ def validate_category(root: str | os.PathLike, category: str) -> dict[str, Any]:
 def check_files(index: CategoryIndex) -> None:
     """Decode every image and mask of ``index`` in full and check each mask has its image's size."""
     empty_masks = []
-    for s in index.train + index.test:
+    for s in index.train + index.validation + index.test:
         img = decode_file(s.path, "image", strict=True)
         if s.mask_path is not None:
             mask = decode_file(s.mask_path, "mask", strict=True)

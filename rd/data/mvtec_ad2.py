@@ -19,8 +19,10 @@ documentation (v2.1.0: the public test set has masks, the two private test sets 
 are scored on the evaluation server https://benchmark.mvtec.com/).
 
 Protocol here: train on ``train/good``, evaluate on ``test_public`` (the only labelled test set).
-``validation/good`` is counted in the manifest (``n_validation``) but not used: RD selects no
-model and no threshold on it. Anomalous images have no defect type in this dataset: they are
+``validation/good`` (counted in the manifest as ``n_validation``) is the run's held-out good set
+(``rd.data.holdout``: source ``validation_split``) whenever ``validation_fraction`` > 0: the
+predict threshold and a setting's ``lr_grid`` choice are made on it, and train/good is trained on
+whole. Without it (or at ``validation_fraction`` 0) the generic rule applies. Anomalous images have no defect type in this dataset: they are
 ``"anomaly"``. Masks: any non-zero pixel is anomalous. Images are large and not square (e.g.
 several megapixels); they are resized to the run's square ``image_size`` like every dataset here,
 which shrinks the many small defects of this dataset -- use a larger ``image_size`` for them.
@@ -34,23 +36,28 @@ import os
 from typing import Any
 
 from rd.data import layout
-from rd.data.mvtec import CategoryIndex, _list_images
+from rd.data.mvtec import CategoryIndex, Sample, _list_images
 
 NAME = "mvtec_ad2"
 CATEGORIES: tuple[str, ...] = ("can", "fabric", "fruit_jelly", "rice", "sheet_metal", "vial", "wallplugs", "walnuts")
-SPLIT_RULE = "folders: train/good for training, test_public/{good,bad} for testing"
+SPLIT_RULE = ("folders: train/good for training, validation/good held out (threshold, lr selection), "
+              "test_public/{good,bad} for testing")
 _LAYOUT = ("expected the MVTec AD 2 layout <category>/train/good, <category>/test_public/{good,bad}, "
            "<category>/test_public/ground_truth/bad/<name>_mask.png")
 
 
 def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) -> CategoryIndex:
     """List one MVTec AD 2 scenario (no decoding); RDError naming the path on any problem."""
-    return layout.scan_folders(root, category, train="train/good", good="test_public/good", bad="test_public/bad",
-                               masks="test_public/ground_truth/bad", mask_suffix="_mask", layout=_LAYOUT, warn=warn)
+    index = layout.scan_folders(root, category, train="train/good", good="test_public/good", bad="test_public/bad",
+                                masks="test_public/ground_truth/bad", mask_suffix="_mask", layout=_LAYOUT,
+                                warn=warn)
+    val_dir = index.folder / "validation" / "good"
+    if val_dir.is_dir():
+        index.validation = [Sample(p, p.relative_to(index.folder).as_posix(), 0, "good", None)
+                            for p in _list_images(val_dir, index.ignored, index.folder)]
+    return index
 
 
 def manifest_extra(index: CategoryIndex) -> dict[str, Any]:
-    """What the MVTec manifest lacks for this dataset: the split rule and the unused validation count."""
-    val_dir = index.folder / "validation" / "good"
-    n_validation = len(_list_images(val_dir, [], index.folder)) if val_dir.is_dir() else 0
-    return {"split_rule": SPLIT_RULE, "test_set": "test_public", "n_validation": n_validation}
+    """What the MVTec manifest lacks for this dataset: the split rule and the validation count."""
+    return {"split_rule": SPLIT_RULE, "test_set": "test_public", "n_validation": len(index.validation)}

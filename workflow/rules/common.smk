@@ -41,6 +41,9 @@ BACKBONES = list(dict.fromkeys(backbone for backbone, _ in ARMS))
 GENERATED = DATASET == "textures"
 THREADS = int(config["threads_per_job"])
 
+VALIDATION_FRACTION = float(config["dataset"]["validation_fraction"])
+DATA_SEED = int(config["dataset"]["seed"])
+
 RUN = "results/runs/{dataset}/{category}/{backbone}/{setting}/seed{seed}"
 RUN_ID = "{dataset}/{category}/{backbone}/{setting}/seed{seed}"
 MANIFEST = "results/data/{dataset}/{category}.json"
@@ -93,8 +96,43 @@ GPU_COMPLEXITY = 1 if uses_gpu(config["complexity"]["device"]) else 0
 
 
 def setting_json(wildcards):
-    """The setting as canonical JSON: a changed value changes this param and reruns its runs only."""
-    return json.dumps(config["settings"][wildcards.setting], sort_keys=True, separators=(",", ":"))
+    """The setting as canonical JSON: a changed value changes this param and reruns its runs only.
+    Without its lr selection keys (lr_grid, lr_select_epochs): those reach training through the
+    selection's JSON (an input), which is what changes when they change."""
+    setting = {k: v for k, v in config["settings"][wildcards.setting].items() if k not in LR_SELECTION_KEYS}
+    return json.dumps(setting, sort_keys=True, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- lr selection
+LR_SELECTION_KEYS = _config_check.LR_SELECTION_KEYS
+LR_SELECTION = "results/lr/{backbone}/{setting}.json"
+LR_RUN = "results/lr/{backbone}/{setting}/lr{lr}"
+
+
+def lr_grid(setting):
+    """The setting's lr_grid as wildcard values ('0.0005', ...), or [] when its lr is fixed."""
+    return [format(float(v), "g") for v in config["settings"][setting].get("lr_grid") or []]
+
+
+def lr_select_epochs(wildcards):
+    """Epochs of each selection run: the setting's lr_select_epochs, else a quarter of `epochs`."""
+    setting = config["settings"][wildcards.setting]
+    return int(setting.get("lr_select_epochs") or _config_check.default_lr_select_epochs(config["epochs"]))
+
+
+def lr_selection_input(wildcards):
+    """The arm's gathered lr selection, when its setting has an lr_grid (else no input)."""
+    return [LR_SELECTION.format(backbone=wildcards.backbone, setting=wildcards.setting)] if lr_grid(wildcards.setting) else []
+
+
+def lr_selection_flag(wildcards, input):
+    return f"--lr-selection {input.lr_selection}" if input.lr_selection else ""
+
+
+def lr_runs(wildcards):
+    """The per-lr selection JSONs the gather step reads (one per grid value)."""
+    return [f"{LR_RUN}.json".format(backbone=wildcards.backbone, setting=wildcards.setting, lr=lr)
+            for lr in lr_grid(wildcards.setting)]
 
 
 def backbone_weights(wildcards):

@@ -4,7 +4,9 @@
 # folder still regenerates it; a folder the generator did not make is refused, never written),
 # and the manifest under results/. A user-given root
 # (`mvtec`, `visa`, `mvtec_ad2`, `btad`) is only validated, by that dataset's reader. Either
-# way the manifest (counts + file-list hash) is what training depends on, and the report shows it.
+# way the manifest (counts + file-list hash + the held-out good images and their hash) is what
+# training depends on, and the report shows it: a changed validation_fraction or seed rewrites it
+# (a params change) and so reruns every run of the category.
 
 
 rule prepare_data:
@@ -15,6 +17,7 @@ rule prepare_data:
         dataset=DATASET,
         root=lambda wildcards: ROOT,
         seed=config["dataset"]["seed"],
+        validation_fraction=VALIDATION_FRACTION,
         generate=generate_flags(),
     log:
         f"logs/prepare_data/{DATASET}/{{category}}.log",
@@ -29,5 +32,6 @@ rule prepare_data:
     shell:
         "python -m rd prepare-data --dataset {params.dataset} --root {params.root:q}"
         " --category {wildcards.category} --seed {params.seed} {params.generate}"
+        " --validation-fraction {params.validation_fraction}"
         " --out {output.manifest:q}"
         " > {log:q} 2>&1"

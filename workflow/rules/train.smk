@@ -9,6 +9,7 @@ rule train:
         manifest=MANIFEST,
         smoke="results/smoke/{backbone}.json",
         weights=weights_input,
+        lr_selection=lr_selection_input,
     output:
         model=f"{RUN}/model.pt",
         history=f"{RUN}/history.csv",
@@ -27,6 +28,9 @@ rule train:
         batch_size=config["batch_size"],
         device=config["device"],
         eval_every=config["eval_every"],
+        validation_fraction=VALIDATION_FRACTION,
+        data_seed=DATA_SEED,
+        lr_selection=lr_selection_flag,
         flags=train_flags(),
     log:
         f"logs/train/{RUN_ID}.log",
@@ -46,8 +50,10 @@ rule train:
         " --setting-name {wildcards.setting} --setting {params.setting:q}"
         " --image-size {params.image_size} --epochs {params.epochs} --batch-size {params.batch_size}"
         " --seed {wildcards.seed} --device {params.device} --threads {threads}"
-        " --eval-every {params.eval_every} {params.flags} --out-dir {params.out_dir:q}"
+        " --eval-every {params.eval_every} {params.flags}"
+        " --validation-fraction {params.validation_fraction} --data-seed {params.data_seed} {params.lr_selection}"
         # Evaluate here too and stage it for the evaluate job, which then only publishes it.
         # Not a param: a changed failure_cases re-evaluates (the evaluate rule's param), never retrains.
         " --stage-evaluation --failure-cases {config[failure_cases]}"
+        " --out-dir {params.out_dir:q}"
         " > {log:q} 2>&1"
