@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from rd import params
 from rd.errors import RDError
 from rd.io import write_failed
+from rd.metric_list import METRICS as METRIC_INFO
 
 Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
@@ -204,13 +205,19 @@ def _add_stats(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary", required=True)
     p.add_argument("--comparison", nargs=2, action="append", metavar=("ARM_A", "ARM_B"), default=[],
                    help="two arms as backbone/setting; repeat for more comparisons (none: header-only file)")
+    p.add_argument("--primary-metric", default="image_auroc", choices=[m.name for m in METRIC_INFO],
+                   help="the metric that carries the verdicts; the others are exploratory (default image_auroc)")
+    p.add_argument("--scores", nargs="*", default=[],
+                   help="the runs' scores.csv files: adds the per-category test-set uncertainty "
+                        "(per_category_images rows, paired stratified bootstrap over test images)")
     p.add_argument("--out", required=True, help="stats.csv")
 
 
 def _run_stats(a: argparse.Namespace) -> None:
     from rd.stats import write_stats
 
-    write_stats(a.summary, comparisons=[tuple(c) for c in a.comparison], out=a.out)
+    write_stats(a.summary, comparisons=[tuple(c) for c in a.comparison], out=a.out,
+                primary_metric=a.primary_metric, scores=a.scores)
 
 
 def _add_report(p: argparse.ArgumentParser) -> None:
