@@ -20,6 +20,8 @@ except ImportError:   # snakemake run from the repository without `rd` installed
     sys.path.insert(0, str((Path(workflow.current_basedir) / ".." / "..").resolve()))
     import rd.config_check as _config_check
 
+import rd.commands as _commands
+
 split_arm = _config_check.split_arm
 is_weights_file = _config_check.is_weights_file
 from rd.io import write_text  # atomic: temp file, fsync, rename
@@ -40,7 +42,7 @@ BACKBONES = list(dict.fromkeys(backbone for backbone, _ in ARMS))
 GENERATED = DATASET == "textures"
 THREADS = int(config["threads_per_job"])
 
-RUN = "results/runs/{dataset}/{category}/{backbone}/{setting}/seed{seed}"
+RUN = _commands.RUN_DIR  # results/runs/{dataset}/{category}/{backbone}/{setting}/seed{seed}
 RUN_ID = "{dataset}/{category}/{backbone}/{setting}/seed{seed}"
 MANIFEST = "results/data/{dataset}/{category}.json"
 
@@ -86,11 +88,6 @@ GPU_PER_RUN = 1 if uses_gpu(config["device"]) else 0
 GPU_COMPLEXITY = 1 if uses_gpu(config["complexity"]["device"]) else 0
 
 
-def setting_json(wildcards):
-    """The setting as canonical JSON: a changed value changes this param and reruns its runs only."""
-    return json.dumps(config["settings"][wildcards.setting], sort_keys=True, separators=(",", ":"))
-
-
 def backbone_weights(wildcards):
     return config["backbones"][wildcards.backbone]["weights"]
 
@@ -126,14 +123,22 @@ def generate_flags():
     return " ".join(f"--{key.replace('_', '-')} {int(gen[key])}" for key in sorted(gen) if gen[key] is not None)
 
 
-def train_flags():
-    """Boolean train options as CLI flags (a params value, so a change reruns training)."""
-    flags = []
-    if config["bf16"]:
-        flags.append("--bf16")
-    if not config["feature_cache"]:
-        flags.append("--no-feature-cache")
-    return " ".join(flags)
+def _run_dir(wildcards):
+    return _commands.run_dir(config, wildcards.backbone, wildcards.setting, wildcards.category, int(wildcards.seed))
+
+
+def train_shell(wildcards):
+    """The run's train command line, from the one builder the report's Reproduce section uses
+    (rd.commands): a changed value in it (setting, budget, flags) reruns exactly that run.
+    (A function of the wildcards only: Snakemake's params rerun trigger compares it.)"""
+    folder = _run_dir(wildcards)
+    return _commands.shell(_commands.train_command(
+        config, wildcards.backbone, wildcards.setting, wildcards.category, int(wildcards.seed), folder))
+
+
+def evaluate_shell(wildcards):
+    folder = _run_dir(wildcards)
+    return _commands.shell(_commands.evaluate_command(config, wildcards.category, f"{folder}/model.pt", folder))
 
 
 def resolved_config_json():

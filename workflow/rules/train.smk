@@ -13,20 +13,8 @@ rule train:
         history=f"{RUN}/history.csv",
         info=f"{RUN}/train.json",
     params:
-        root=ROOT,
-        dataset=DATASET,
-        out_dir=lambda wildcards, output: os.path.dirname(output.model),
-        weights=backbone_weights,
-        model=backbone_model,
-        student=student_flag,
-        projection=projection_flag,
-        setting=setting_json,
-        image_size=config["image_size"],
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        device=config["device"],
-        eval_every=config["eval_every"],
-        flags=train_flags(),
+        # the whole command as one param (rd.commands.train_command, also printed by the report)
+        command=train_shell,
     log:
         f"logs/train/{RUN_ID}.log",
     benchmark:
@@ -39,11 +27,4 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd train --data-root {params.root:q} --dataset {params.dataset} --category {wildcards.category}"
-        " --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
-        " --weights {params.weights:q} {params.projection}"
-        " --setting-name {wildcards.setting} --setting {params.setting:q}"
-        " --image-size {params.image_size} --epochs {params.epochs} --batch-size {params.batch_size}"
-        " --seed {wildcards.seed} --device {params.device} --threads {threads}"
-        " --eval-every {params.eval_every} {params.flags} --out-dir {params.out_dir:q}"
-        " > {log:q} 2>&1"
+        "{params.command} > {log:q} 2>&1"
