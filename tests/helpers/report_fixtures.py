@@ -325,3 +325,25 @@ def make_fake_report(root: str | Path, *, comparisons: Sequence[Sequence[str]] |
                  figures_dir=figures_dir)
     return {**fake, "summary": summary, "stats": stats, "out": out, "html": out.read_text(encoding="utf-8"),
             "figures_dir": figures_dir, "config": config}
+
+
+DEFAULT_LIKE = {  # the shape of config.yaml's default run (arms, comparisons, categories, seeds, budget)
+    "categories": ("grass", "gravel"),
+    "arms": ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "convnext_pico_rs/baseline",
+             "efficientnet_lite0/baseline"),
+    "comparisons": [("resnet18/baseline", "convnext_pico_rs/baseline"), ("resnet18/baseline", "convnext_pico/baseline"),
+                    ("resnet18/baseline", "convnext_pico/tuned"), ("convnext_pico/baseline", "convnext_pico/tuned")],
+    "seeds": (0, 1, 2),
+    "epochs": 4,
+}
+
+
+def visible_words(html: str) -> int:
+    """Words a reader can see: the text outside tags, without <head> (title, style) and without
+    attribute values (image data); text inside <details> counts, folded or not."""
+    import re
+    from html import unescape
+
+    body = re.sub(r"(?is)<head>.*?</head>|<style.*?</style>|<script.*?</script>", " ", html)
+    text = unescape(re.sub(r"(?s)<[^>]+>", " ", body))
+    return len(text.split())
