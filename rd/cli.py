@@ -227,13 +227,17 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-manifests", nargs="*", default=[], help="prepare-data manifests")
     p.add_argument("--out", required=True, help="report.html")
     p.add_argument("--figures-dir", default=None, help="also write the main figures here as PNG")
+    p.add_argument("--smoke", nargs="*", default=[],
+                   help="the backbones' smoke JSON files (results/smoke/<backbone>.json): signed teacher features")
+    p.add_argument("--tables-dir", default=None,
+                   help="where the paper tables go (results/stats .md/.tex; default: tables/ beside --out)")
 
 
 def _run_report(a: argparse.Namespace) -> None:
     from rd.report import build_report
 
     build_report(summary=a.summary, stats=a.stats, config=a.config, manifests=a.data_manifests,
-                 out=a.out, figures_dir=a.figures_dir)
+                 out=a.out, figures_dir=a.figures_dir, smoke=a.smoke, tables_dir=a.tables_dir)
 
 
 # --------------------------------------------------------------------------- predict / export

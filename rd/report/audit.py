@@ -429,3 +429,24 @@ def verdict(stats_row: Mapping[str, Any], audit: ComparisonAudit | None = None,
     if audit is not None and audit.architecture_note == ONLY_TEACHER:
         flags = [ONLY_TEACHER] + flags
     return Verdict(text=text, kind=kind, details="; ".join(details), flags=flags)
+
+
+def audit_matrix(audits: Sequence[ComparisonAudit]) -> dict:
+    """The fairness audit as one matrix: aspects × comparisons, only the aspects where some
+    comparison is not ``equal`` (cells: status, both values, the note); the aspects equal in
+    every comparison are listed once (``equal``)."""
+    aspects = list(dict.fromkeys(r.aspect for a in audits for r in a.rows))
+    rows, equal = [], []
+    for aspect in aspects:
+        cells = []
+        for a in audits:
+            r = next((x for x in a.rows if x.aspect == aspect), None)
+            cells.append({"status": r.status if r else UNKNOWN,
+                          "text": "" if r is None or r.status == EQUAL else
+                          (r.value_a if r.value_a == r.value_b else f"{r.value_a} → {r.value_b}"),
+                          "note": r.note if r else ""})
+        if all(c["status"] == EQUAL for c in cells):
+            equal.append(aspect)
+        else:
+            rows.append({"aspect": aspect, "cells": cells})
+    return {"comparisons": [a.name for a in audits], "rows": rows, "equal": equal}

@@ -89,8 +89,7 @@ def not_converged(arm: str, runs: Sequence[Run]) -> ArmCaveat | None:
     reasons = []
     epochs = [float(r.row["epochs"]) for r in own if finite(r.row.get("epochs"))]
     if epochs and max(epochs) < MIN_EPOCH_SHARE * RECIPE["epochs"]:
-        reasons.append(f"trained {int(max(epochs))} epochs, under {MIN_EPOCH_SHARE:.0%} of the recipe's "
-                       f"{RECIPE['epochs']}")
+        reasons.append(f"{int(max(epochs))} of {RECIPE['epochs']} epochs")
     histories = [r.history for r in own if r.history is not None and len(r.history) >= 2]
     if histories:
         import pandas as pd
@@ -99,7 +98,7 @@ def not_converged(arm: str, runs: Sequence[Run]) -> ArmCaveat | None:
         last, before = float(mean_loss.iloc[-1]), float(mean_loss.iloc[-2])
         drop = (before - last) / before if before > 0 else math.nan
         if finite(drop) and drop > LOSS_DROP:
-            reasons.append(f"mean loss fell {drop:.1%} over its last epoch ({before:.3g} → {last:.3g})")
+            reasons.append(f"loss −{drop:.1%} in the last epoch ({before:.3g} → {last:.3g})")
     return ArmCaveat(NOT_CONVERGED, arm, f"{arm}: " + "; ".join(reasons)) if reasons else None
 
 
@@ -115,8 +114,7 @@ def cannot_fit(facts: ArmFacts, smoke: Mapping[str, dict]) -> ArmCaveat | None:
         return None
     floor = record.get("loss_floor")
     return ArmCaveat(CANNOT_FIT, facts.arm,
-                     f"{facts.arm}: relu-output student, negative teacher features per stage "
-                     f"{', '.join(f'{v:.2f}' for v in values)}" +
+                     f"{facts.arm}: negative teacher features per stage {', '.join(f'{v:.2f}' for v in values)}" +
                      (f", loss floor {float(floor):.2f}" if finite(floor) else ""))
 
 
