@@ -129,8 +129,8 @@ def stats_section(stats, comparisons: Sequence[tuple[str, str]], audits: Mapping
     for r, v in zip(primary, verdicts):
         stop = blocked.get(r["comparison"], [])
         glance.append({"comparison": r["comparison"], "verdict": v, "blocked": stop})
-    exploratory_metrics = [(m, label) for m, label in METRICS
-                           if m != primary_metric and any(r["metric"] == m for r in across)]
+    exploratory_metrics = [(m, label) for m, label in METRICS  # a metric no run recorded has no column
+                           if m != primary_metric and any(r["metric"] == m and finite(r["mean_diff"]) for r in across)]
     exploratory = []
     for name in dict.fromkeys(r["comparison"] for r in across):
         cells = {r["metric"]: _short(r) for r in across if r["comparison"] == name}
