@@ -286,3 +286,54 @@ def test_reproduction_check_without_pro_rd4ad_says_na():
     arm = "wide_resnet50_2/baseline"
     check = reproduction_check({"dataset": {"name": "mvtec"}}, _summary(arm, pro_rd4ad=False), [arm])
     assert check.rows[2].ours.startswith("n/a") and check.rows[2].gap == "—"
+
+
+# --------------------------------------------------------------------------- arm caveats
+def _summary_rows(arm: str, values: dict[str, list[float]]) -> list[dict]:
+    return [{"arm": arm, "category": c, "seed": s, "image_auroc": v, "epochs": 200}
+            for c, vs in values.items() for s, v in enumerate(vs)]
+
+
+def test_at_chance_fires_on_a_random_arm_and_not_on_efficientnet_lite0():
+    from rd.report.caveats import at_chance
+
+    summary = pd.DataFrame(_summary_rows("resnet18/baseline", {"grass": [0.47, 0.48, 0.46], "gravel": [0.49, 0.5, 0.48]})
+                           + _summary_rows("efficientnet_lite0/baseline", {"grass": [0.95, 0.96, 0.95],
+                                                                           "gravel": [0.97, 0.97, 0.98]}))
+    hit = at_chance("resnet18/baseline", summary, "image_auroc")
+    assert hit is not None and "includes 50" in hit.detail and "image AUROC 48.0 %" in hit.detail
+    assert at_chance("efficientnet_lite0/baseline", summary, "image_auroc") is None
+    assert at_chance("resnet18/baseline", summary, "aupro") is None  # not an AUROC-type metric
+
+
+def test_not_converged_shows_the_triggering_number():
+    from rd.report.caveats import not_converged
+
+    def with_history(losses, epochs):
+        r = run("resnet18/baseline", epochs=epochs)
+        r.history = pd.DataFrame({"epoch": range(1, len(losses) + 1), "loss": losses})
+        return r
+
+    falling = not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.45], 200)])
+    assert falling is not None and "loss −10.0% in the last epoch" in falling.detail
+    assert not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.495], 200)]) is None  # 1 % < 2 %
+    short = not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.5], 49)])
+    assert short is not None and "49 of 200 epochs" in short.detail
+    assert not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.5], 50)]) is None
+
+
+def test_student_cannot_fit_needs_a_relu_student_and_signed_features():
+    from rd.report.caveats import cannot_fit
+
+    smoke = {"convnext_pico": {"negative_fraction": [0.47, 0.52, 0.5], "loss_floor": 0.86},
+             "resnet18": {"negative_fraction": [0.0, 0.0, 0.0], "loss_floor": 0.0}}
+
+    def facts(arm, **keys):
+        return arm_facts(arm, _recorded(seeds(arm), **keys), {})
+
+    hit = cannot_fit(facts("convnext_pico/baseline", student_output="relu"), smoke)
+    assert hit is not None and "0.47, 0.52, 0.50" in hit.detail and "loss floor 0.86" in hit.detail
+    assert cannot_fit(facts("convnext_pico/baseline", student_output="linear"), smoke) is None
+    assert cannot_fit(facts("convnext_pico/baseline", student_output="relu", projection="guide"), smoke) is None
+    assert cannot_fit(facts("resnet18/baseline", student_output="relu"), smoke) is None
+    assert cannot_fit(facts("convnext_pico/baseline"), smoke) is None  # output not recorded: no claim

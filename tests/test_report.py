@@ -251,3 +251,44 @@ def test_old_runs_without_new_keys_still_report(tmp_path):
     write_stats(old_summary, COMPARISONS[:1], out=old_stats)
     out = build_report(summary=old_summary, stats=old_stats, config=rep["config"], out=tmp_path / "old.html")
     assert "<th>PRO (RD4AD code)</th>" not in out.read_text()
+
+
+def test_report_says_each_caveat_once_and_is_under_half_the_words(tmp_path):
+    """The default-like run: each caveat's meaning once, one audit matrix, and under half of the
+    visible words per arm of the report before issue 18 (9,841 words for 5 arms, measured with
+    ``visible_words`` on this fixture at commit 970857b)."""
+    from helpers.report_fixtures import DEFAULT_LIKE, visible_words
+    from rd.report.audit import RANDOM_INIT_MEANING
+
+    rep = make_fake_report(tmp_path, failure_k=4, failure_size=16, figures=False, **DEFAULT_LIKE)
+    html = rep["html"]
+    assert html.count(RANDOM_INIT_MEANING) == 1
+    assert html.count("A ReLU-output student cannot reproduce") == 1
+    assert html.count('<section id="fairness">') == 1 and "Equal in every comparison:" in html
+    fairness = html.split('<section id="fairness">')[1].split("</section>")[0]
+    assert fairness.count("<table>") == 1
+    words_per_arm = visible_words(html) / len(DEFAULT_LIKE["arms"])
+    assert words_per_arm < 9_841 / 5 / 2, words_per_arm
+    # the per-category readings carry the comparison's caveats, and the test-set reading is there
+    stats = html.split('<section id="statistics">')[1].split("</section>")[0]
+    assert "test-set uncertainty" in stats and "NOT CONVERGED" in stats
+
+
+def test_paper_tables_are_written_and_linked(tmp_path):
+    arms = ("wide_resnet50_2/baseline", "convnext_tiny/baseline")
+    rep = make_report(tmp_path, dataset="mvtec", categories=("bottle", "cable"), arms=arms, comparisons=[arms],
+                      seeds=(0, 1), epochs=2, failure_k=1, failure_size=16, figures=False, benchmarks=False,
+                      weights={"wide_resnet50_2": "imagenet", "convnext_tiny": "imagenet"},
+                      arm_effects={"convnext_tiny/baseline": 0.05})
+    tables = rep["out"].parent / "tables"
+    results = (tables / "results.md").read_text()
+    assert results.startswith("| arm | image AUROC (primary) |") and "| convnext_tiny/baseline | **" in results
+    tex = (tables / "results.tex").read_text()
+    assert r"\toprule" in tex and r"\textbf{" in tex and r"$\pm$" in tex and r"wide\_resnet50\_2" in tex
+    stats_md = (tables / "stats.md").read_text()
+    assert "| convnext_tiny/baseline vs wide_resnet50_2/baseline |" in stats_md and "too few units" in stats_md
+    assert (tables / "stats.tex").read_text().count(r"\midrule") == 1
+    per_category = (tables / "per_category.md").read_text()
+    assert "| bottle |" in per_category and "not found in the reference material" in per_category
+    for name in ("results.md", "results.tex", "stats.md", "stats.tex", "per_category.md"):
+        assert f'href="tables/{name}"' in rep["html"]
