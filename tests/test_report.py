@@ -223,7 +223,7 @@ def test_mvtec_report_audit_rows_and_reproduction_check(tmp_path):
     assert "not with the MVTec AUPRO (MVTec, FPR≤0.3)" in html
     assert "PRO (RD4AD code)" in html  # a results column: the fixture's metrics.json has pro_rd4ad
     assert "version: MVTec AD 1.0, split: official train/test" in html
-    assert "nearest-neighbour" in html and "σ = 4 at 256 px" in html and "per (metric, reading)" in html
+    assert "nearest-neighbour" in html and "σ = 4 at 256 px" in html and "Verdicts only for the primary metric" in html
     assert "student parameters" in html and "83.8 M" in html and "26.1 M" in html
     assert "STUDENT DIFFERS" in html and "the difference mixes teacher and student" in html
     # in1k and in1k, but torchvision's 90-epoch recipe against ConvNeXt's 300-epoch one
@@ -292,3 +292,11 @@ def test_paper_tables_are_written_and_linked(tmp_path):
     assert "| bottle |" in per_category and "not found in the reference material" in per_category
     for name in ("results.md", "results.tex", "stats.md", "stats.tex", "per_category.md"):
         assert f'href="tables/{name}"' in rep["html"]
+
+
+def test_validation_fraction_is_a_listed_deviation():
+    from rd.report.what_ran import protocol_notes
+
+    assert any("90% of train/good" in n for n in protocol_notes({"dataset": {"validation_fraction": 0.1}}))
+    assert not any("train/good" in n for n in protocol_notes({"dataset": {"validation_fraction": 0}}))
+    assert not any("train/good" in n for n in protocol_notes({"dataset": {"name": "textures"}}))
