@@ -255,7 +255,7 @@ def test_old_runs_without_new_keys_still_report(tmp_path):
 
 def test_report_says_each_caveat_once_and_is_under_half_the_words(tmp_path):
     """The default-like run: each caveat's meaning once, one audit matrix, and under half of the
-    visible words per arm of the report before issue 18 (9,841 words for 5 arms, measured with
+    visible words per arm of the report before the say-once change (9,841 words for 5 arms, measured with
     ``visible_words`` on this fixture at commit 970857b)."""
     from helpers.report_fixtures import DEFAULT_LIKE, visible_words
     from rd.report.audit import RANDOM_INIT_MEANING
