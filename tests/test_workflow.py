@@ -397,6 +397,8 @@ STUB_MAIN = textwrap.dedent('''
         Path(a.out).write_text("<html><body>fake report</body></html>")
         os.makedirs(a.figures_dir, exist_ok=True)
         Path(a.figures_dir, "metrics.png").write_bytes(PNG)
+        os.makedirs(a.tables_dir, exist_ok=True)
+        Path(a.tables_dir, "results.md").write_text("| arm |")
     print("stub", c, "ok")
 ''') % TINY_PNG.hex()
 
