@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 from rd import params
 from rd.errors import RDError
 from rd.io import user_error
+from rd.metric_list import METRICS as METRIC_INFO
 
 Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
@@ -272,13 +273,19 @@ def _add_stats(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary", required=True)
     p.add_argument("--comparison", nargs=2, action="append", metavar=("ARM_A", "ARM_B"), default=[],
                    help="two arms as backbone/setting; repeat for more comparisons (none: header-only file)")
+    p.add_argument("--primary-metric", default="image_auroc", choices=[m.name for m in METRIC_INFO],
+                   help="the metric that carries the verdicts; the others are exploratory (default image_auroc)")
+    p.add_argument("--scores", nargs="*", default=[],
+                   help="the runs' scores.csv files: adds the per-category test-set uncertainty "
+                        "(per_category_images rows, paired stratified bootstrap over test images)")
     p.add_argument("--out", required=True, help="stats.csv")
 
 
 def _run_stats(a: argparse.Namespace) -> None:
     from rd.stats import write_stats
 
-    write_stats(a.summary, comparisons=[tuple(c) for c in a.comparison], out=a.out)
+    write_stats(a.summary, comparisons=[tuple(c) for c in a.comparison], out=a.out,
+                primary_metric=a.primary_metric, scores=a.scores)
 
 
 def _add_report(p: argparse.ArgumentParser) -> None:
@@ -288,13 +295,17 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-manifests", nargs="*", default=[], help="prepare-data manifests")
     p.add_argument("--out", required=True, help="report.html")
     p.add_argument("--figures-dir", default=None, help="also write the main figures here as PNG")
+    p.add_argument("--smoke", nargs="*", default=[],
+                   help="the backbones' smoke JSON files (results/smoke/<backbone>.json): signed teacher features")
+    p.add_argument("--tables-dir", default=None,
+                   help="where the paper tables go (results/stats .md/.tex; default: tables/ beside --out)")
 
 
 def _run_report(a: argparse.Namespace) -> None:
     from rd.report import build_report
 
     build_report(summary=a.summary, stats=a.stats, config=a.config, manifests=a.data_manifests,
-                 out=a.out, figures_dir=a.figures_dir)
+                 out=a.out, figures_dir=a.figures_dir, smoke=a.smoke, tables_dir=a.tables_dir)
 
 
 # --------------------------------------------------------------------------- predict / export

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from rd.metric_list import METRICS
 from rd.params import LR_SELECTION_KEYS, RULES, TEXTURE_CATEGORIES, default_lr_select_epochs, is_weights_file, repeated_comparisons, setting_errors  # noqa: F401 (LR_SELECTION_KEYS, default_lr_select_epochs: used by common.smk)
 
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
@@ -85,6 +86,10 @@ def _cross_errors(cfg):
         if setting not in settings:
             lines.append(f"arms: '{arm}' names setting '{setting}', which is not defined under "
                          f"`settings` (defined: {', '.join(settings)}).{_closest(setting, settings)}")
+    metric_names = [m.name for m in METRICS]
+    if cfg.get("primary_metric", "image_auroc") not in metric_names:
+        lines.append(f"primary_metric: '{cfg['primary_metric']}' is not a reported metric (one of "
+                     f"{', '.join(metric_names)}).{_closest(str(cfg['primary_metric']), metric_names)}")
     for i, (arm_a, arm_b) in enumerate(cfg["comparisons"]):
         for arm in (arm_a, arm_b):
             if arm not in arms:

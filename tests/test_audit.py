@@ -172,29 +172,72 @@ STATS_ROW = {"comparison": "", "metric": "image_auroc", "reading": "across_categ
 def test_verdict_says_when_students_differ():
     result, _ = audit(seeds("resnet18/baseline", family="resnet", student=15_383_168),
                       seeds("convnext_pico/baseline", student=8_812_416))
-    v = verdict({**STATS_ROW, "comparison": result.name}, result)
+    v = verdict({**STATS_ROW, "comparison": result.name, "verdict": "significant"}, result)
     assert v.text.startswith("convnext_pico/baseline vs resnet18/baseline: +1.2 pt image AUROC")
-    assert ("the students differ (resnet 15.4 M vs convnext 8.8 M): the difference mixes teacher and student, "
-            "not the teacher alone") in v.text
+    assert result.architecture_note == ("the students differ (resnet 15.4 M vs convnext 8.8 M): the difference "
+                                        "mixes teacher and student, not the teacher alone")
     assert v.kind == "sig" and STUDENT_DIFFERS in v.flags
 
 
-def test_verdict_says_when_the_teacher_is_the_only_architectural_difference():
+def _recorded(runs: list[Run], **keys) -> list[Run]:
+    for r in runs:
+        r.train.update(keys)
+    return runs
+
+
+def test_only_the_teacher_differs_needs_every_student_fact_equal_and_recorded():
+    # sizes within the ratio but not equal, outputs and inits not recorded: no claim
     result, _ = audit(seeds("convnext_pico/baseline", student=10_000_000),
                       seeds("convnext_tiny/baseline", student=12_000_000))
-    v = verdict({**STATS_ROW, "comparison": result.name}, result)
-    assert "the teacher is the only architectural difference" in v.text and "mixes" not in v.text
+    assert result.architecture_note == ""
+    same = dict(student_output="linear", student_init_sha256="ab" * 32)
+    result, _ = audit(_recorded(seeds("resnet18_ctrl/baseline", family="resnet"), **same),
+                      _recorded(seeds("convnext_pico_ctrl/baseline", family="resnet"), **same))
+    v = verdict({**STATS_ROW, "comparison": result.name, "verdict": "significant"}, result)
+    assert result.architecture_note == "only the teacher differs" and v.flags[0] == "only the teacher differs"
+    # a relu and a linear student: the students differ
+    result, _ = audit(_recorded(seeds("resnet18/baseline", family="resnet"), student_output="relu",
+                                student_init_sha256="ab" * 32),
+                      _recorded(seeds("convnext_pico_ctrl/baseline", family="resnet"), **same))
+    assert result.row("student output").status == DIFFERENT and STUDENT_DIFFERS in result.kinds
+    assert "only the teacher" not in result.architecture_note
+    # different initial weights: no claim, but no student-differs caveat either
+    result, _ = audit(_recorded(seeds("resnet18_ctrl/baseline", family="resnet"), student_output="linear",
+                                student_init_sha256="cd" * 32),
+                      _recorded(seeds("convnext_pico_ctrl/baseline", family="resnet"), **same))
+    assert result.architecture_note == "" and STUDENT_DIFFERS not in result.kinds
     # the same backbone (a recipe comparison): nothing to say about architectures
-    same, _ = audit(seeds("convnext_tiny/a"), seeds("convnext_tiny/b"))
-    assert same.architecture_note == ""
-    assert verdict({**STATS_ROW, "comparison": same.name}, same).text.endswith("significant (Holm, α = 0.05)")
+    same_bb, _ = audit(seeds("convnext_tiny/a"), seeds("convnext_tiny/b"))
+    assert same_bb.architecture_note == ""
+
+
+def test_teacher_recipe_in1k_vs_in1k_is_different():
+    a = _recorded(seeds("resnet18/baseline", teacher="tv_in1k"), teacher_recipe="torchvision 90 epochs",
+                  teacher_top1=69.76)
+    b = _recorded(seeds("convnext_pico/baseline"), teacher_recipe="ConvNeXt 300 epochs", teacher_top1=75.5)
+    result, _ = audit(a, b)
+    assert result.row("teacher pretraining").status == EQUAL  # both ImageNet-1k
+    row = result.row("teacher recipe")
+    assert row.status == DIFFERENT and "69.76 %" in row.note and PRETRAINING_DIFFERS in result.kinds
+    unknown, _ = audit(seeds("resnet18/baseline", teacher="tv_in1k"), seeds("convnext_pico/baseline"))
+    assert unknown.row("teacher recipe").status == UNKNOWN
+
+
+def test_guide_projection_states_its_relu():
+    result, _ = audit(seeds("wide_resnet50_2/baseline"), _recorded(seeds("convnext_tiny_guide/baseline"),
+                                                                    projection="guide"))
+    assert "ReLU" in result.row("projection").note and "non-negative" in result.row("projection").note
 
 
 def test_verdict_without_a_test():
-    v = verdict({**STATS_ROW, "comparison": "b vs a", "n": 1, "p_holm": math.nan, "ci_low": math.nan,
-                 "ci_high": math.nan, "d_z": math.nan, "note": "one category"})
-    assert v.kind == "na" and "n = 1 category" in v.text and "no test possible" in v.text
-    assert v.details == "one category" and v.flags == []
+    v = verdict({**STATS_ROW, "comparison": "b vs a", "n": 2, "p_holm": math.nan, "ci_low": math.nan,
+                 "ci_high": math.nan, "d_z": math.nan, "diff_min": -0.01, "diff_max": 0.03, "mde_80": 0.31,
+                 "n_for_observed": 12.0, "verdict": "too few units",
+                 "note": "too few units for a test (n = 2 categories; 5 needed)"})
+    assert v.kind == "na" and "n = 2 categories" in v.text and "significant" not in v.text
+    assert "too few units for a test (n = 2 categories; 5 needed)" in v.text and "range [\u22121.0, +3.0]" in v.text
+    assert "differences above 31.0 pt are detectable" in v.text and "12 categories would detect +1.2 pt" in v.text
+    assert v.flags == []
 
 
 # --------------------------------------------------------------------------- random-teacher caveat
@@ -243,3 +286,54 @@ def test_reproduction_check_without_pro_rd4ad_says_na():
     arm = "wide_resnet50_2/baseline"
     check = reproduction_check({"dataset": {"name": "mvtec"}}, _summary(arm, pro_rd4ad=False), [arm])
     assert check.rows[2].ours.startswith("n/a") and check.rows[2].gap == "—"
+
+
+# --------------------------------------------------------------------------- arm caveats
+def _summary_rows(arm: str, values: dict[str, list[float]]) -> list[dict]:
+    return [{"arm": arm, "category": c, "seed": s, "image_auroc": v, "epochs": 200}
+            for c, vs in values.items() for s, v in enumerate(vs)]
+
+
+def test_at_chance_fires_on_a_random_arm_and_not_on_efficientnet_lite0():
+    from rd.report.caveats import at_chance
+
+    summary = pd.DataFrame(_summary_rows("resnet18/baseline", {"grass": [0.47, 0.48, 0.46], "gravel": [0.49, 0.5, 0.48]})
+                           + _summary_rows("efficientnet_lite0/baseline", {"grass": [0.95, 0.96, 0.95],
+                                                                           "gravel": [0.97, 0.97, 0.98]}))
+    hit = at_chance("resnet18/baseline", summary, "image_auroc")
+    assert hit is not None and "includes 50" in hit.detail and "image AUROC 48.0 %" in hit.detail
+    assert at_chance("efficientnet_lite0/baseline", summary, "image_auroc") is None
+    assert at_chance("resnet18/baseline", summary, "aupro") is None  # not an AUROC-type metric
+
+
+def test_not_converged_shows_the_triggering_number():
+    from rd.report.caveats import not_converged
+
+    def with_history(losses, epochs):
+        r = run("resnet18/baseline", epochs=epochs)
+        r.history = pd.DataFrame({"epoch": range(1, len(losses) + 1), "loss": losses})
+        return r
+
+    falling = not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.45], 200)])
+    assert falling is not None and "loss −10.0% in the last epoch" in falling.detail
+    assert not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.495], 200)]) is None  # 1 % < 2 %
+    short = not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.5], 49)])
+    assert short is not None and "49 of 200 epochs" in short.detail
+    assert not_converged("resnet18/baseline", [with_history([1.0, 0.5, 0.5], 50)]) is None
+
+
+def test_student_cannot_fit_needs_a_relu_student_and_signed_features():
+    from rd.report.caveats import cannot_fit
+
+    smoke = {"convnext_pico": {"negative_fraction": [0.47, 0.52, 0.5], "loss_floor": 0.86},
+             "resnet18": {"negative_fraction": [0.0, 0.0, 0.0], "loss_floor": 0.0}}
+
+    def facts(arm, **keys):
+        return arm_facts(arm, _recorded(seeds(arm), **keys), {})
+
+    hit = cannot_fit(facts("convnext_pico/baseline", student_output="relu"), smoke)
+    assert hit is not None and "0.47, 0.52, 0.50" in hit.detail and "loss floor 0.86" in hit.detail
+    assert cannot_fit(facts("convnext_pico/baseline", student_output="linear"), smoke) is None
+    assert cannot_fit(facts("convnext_pico/baseline", student_output="relu", projection="guide"), smoke) is None
+    assert cannot_fit(facts("resnet18/baseline", student_output="relu"), smoke) is None
+    assert cannot_fit(facts("convnext_pico/baseline"), smoke) is None  # output not recorded: no claim

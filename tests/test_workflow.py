@@ -411,6 +411,8 @@ STUB_MAIN = textwrap.dedent('''
         Path(a.out).write_text("<html><body>fake report</body></html>")
         os.makedirs(a.figures_dir, exist_ok=True)
         Path(a.figures_dir, "metrics.png").write_bytes(PNG)
+        os.makedirs(a.tables_dir, exist_ok=True)
+        Path(a.tables_dir, "results.md").write_text("| arm |")
     print("stub", c, "ok")
 ''') % TINY_PNG.hex()
 
@@ -420,7 +422,7 @@ def install_stub_rd(wd: Path) -> None:
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     # the real command line and config check (and the light modules they import)
-    for name in ("cli.py", "errors.py", "params.py", "io.py", "config_check.py"):
+    for name in ("cli.py", "errors.py", "params.py", "io.py", "config_check.py", "commands.py", "metric_list.py"):
         shutil.copy2(REPO / "rd" / name, pkg / name)
     (pkg / "__main__.py").write_text(STUB_MAIN)
 

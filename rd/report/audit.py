@@ -39,8 +39,22 @@ RANDOM_INIT_MEANING = (
 RANDOM_INIT, PRETRAINING_DIFFERS, NOT_SAME_PROTOCOL, STUDENT_DIFFERS = \
     "RANDOM-INIT TEACHER", "TEACHER PRETRAINING DIFFERS", "NOT THE SAME PROTOCOL", "STUDENT DIFFERS"
 STUDENT_SIZE_RATIO = 1.25  # students within this factor of each other count as the same size
-# rows with their own caveat; NOT THE SAME PROTOCOL lists the other "different" rows
-OWN_CAVEAT_ROWS = ("teacher pretraining", "student family", "student parameters")
+# rows with their own caveat (or none: a different student init follows from a different student);
+# NOT THE SAME PROTOCOL lists the other "different" rows
+OWN_CAVEAT_ROWS = ("teacher pretraining", "teacher recipe", "student family", "student parameters",
+                   "student output", "student init", "projection")
+ONLY_TEACHER = "only the teacher differs"
+GUIDE_NOTE = ("projection: guide ends in a ReLU (frozen 1x1 conv + BatchNorm + ReLU per stage): the features the "
+              "student fits are non-negative, not the teacher's own signed features")
+# what each caveat means, said once at the top of the report (verdict lines carry only the tag)
+MEANINGS = {
+    PRETRAINING_DIFFERS: "The teachers were pretrained on different data or with different recipes: any difference "
+                         "mixes the architecture with the pretraining, so it cannot be attributed to the backbone.",
+    STUDENT_DIFFERS: "The students differ (structure, output or size): the difference mixes teacher and student, "
+                     "not the teacher alone.",
+    NOT_SAME_PROTOCOL: "Aspects the protocol keeps equal differ between the arms; the difference in results may "
+                       "come from them.",
+}
 
 
 # --------------------------------------------------------------------------- the audit
@@ -62,6 +76,7 @@ class Caveat:
     kind: str
     arms: list[str]
     text: str
+    detail: str = ""  # what triggered it here, without the general meaning (said once, in MEANINGS)
 
 
 @dataclass
@@ -143,53 +158,87 @@ def _pretraining_row(facts_a: ArmFacts, facts_b: ArmFacts) -> AuditRow:
     return AuditRow("teacher pretraining", value_a, value_b, DIFFERENT, "; ".join(x for x in (note, hashes) if x))
 
 
+def _known_row(aspect: str, value_a: str, value_b: str, note_different: str = "", note_unknown: str = "") -> AuditRow:
+    """equal / different, or unknown when either arm did not record the value."""
+    if _is_unknown(value_a) or _is_unknown(value_b):
+        return AuditRow(aspect, value_a, value_b, UNKNOWN, note_unknown or "not recorded by these runs")
+    if value_a == value_b:
+        return AuditRow(aspect, value_a, value_b, EQUAL)
+    return AuditRow(aspect, value_a, value_b, DIFFERENT, note_different)
+
+
 def _student_rows(facts_a: ArmFacts, facts_b: ArmFacts) -> list[AuditRow]:
-    """Student family and size: RD's student mirrors its teacher, so a teacher comparison may
-    also compare two different students; within ``STUDENT_SIZE_RATIO`` counts as equal."""
+    """Student family, size, output activation and initial weights: RD's student mirrors its
+    teacher, so a teacher comparison may also compare two different students; sizes within
+    ``STUDENT_SIZE_RATIO`` count as the same size (the "only the teacher differs" claim needs
+    them exactly equal)."""
     family_a, family_b = facts_a.student_family, facts_b.student_family
-    if _is_unknown(family_a) or _is_unknown(family_b):
-        family = AuditRow("student family", family_a, family_b, UNKNOWN,
-                          "train.json does not record the student family")
-    elif family_a == family_b:
-        family = AuditRow("student family", family_a, family_b, EQUAL)
-    else:
-        family = AuditRow("student family", family_a, family_b, DIFFERENT,
-                          f"{family_a} vs {family_b} student: the comparison also compares the students")
+    family = _known_row("student family", family_a, family_b,
+                        f"{family_a} vs {family_b} student: the comparison also compares the students",
+                        "train.json does not record the student family")
     sizes_a, sizes_b = facts_a.student_params, facts_b.student_params
     size_a, size_b = fmt_params(sizes_a), fmt_params(sizes_b)
     if not sizes_a or not sizes_b:
         size = AuditRow("student parameters", size_a, size_b, UNKNOWN, "no trainable-student size recorded")
     else:
         ratio = max(sizes_a + sizes_b) / min(sizes_a + sizes_b)
+        exact = f"{', '.join(f'{v:,}' for v in sizes_a)} vs {', '.join(f'{v:,}' for v in sizes_b)}"
         if ratio <= STUDENT_SIZE_RATIO:
             size = AuditRow("student parameters", size_a, size_b, EQUAL,
-                            "" if ratio == 1 else f"within {STUDENT_SIZE_RATIO}x of each other (ratio {ratio:.2f})")
+                            "" if ratio == 1 else f"within {STUDENT_SIZE_RATIO}x of each other (ratio {ratio:.2f}; "
+                                                  f"{exact})")
         else:
             size = AuditRow("student parameters", size_a, size_b, DIFFERENT,
                             f"{size_a} vs {size_b}: ratio {ratio:.2f}, more than {STUDENT_SIZE_RATIO}x")
-    return [family, size]
+    output = _known_row("student output", facts_a.student_output, facts_b.student_output,
+                        "a ReLU output stage is non-negative, a linear one can take any sign")
+    init_a, init_b = facts_a.student_init_sha256, facts_b.student_init_sha256
+    init = _known_row("student init (sha256 of the initial student)", init_a[:12] if not _is_unknown(init_a) else
+                      init_a, init_b[:12] if not _is_unknown(init_b) else init_b,
+                      "the students start from different weights")
+    return [family, size, output, init]
+
+
+def _projection_row(facts_a: ArmFacts, facts_b: ArmFacts) -> AuditRow:
+    note = GUIDE_NOTE if "guide" in (facts_a.projection, facts_b.projection) else ""
+    row = _known_row("projection", facts_a.projection, facts_b.projection, note)
+    return AuditRow(row.aspect, row.value_a, row.value_b, row.status, note or row.note)
+
+
+def _recipe_row(facts_a: ArmFacts, facts_b: ArmFacts) -> AuditRow:
+    """The teacher's pretraining recipe (e.g. torchvision's 90-epoch tv_in1k against ConvNeXt's
+    300-epoch fb_in1k): the same data with different recipes is "different", not "equal"."""
+    def text(f: ArmFacts) -> str:
+        return f.teacher_recipe if _is_unknown(f.teacher_top1) else f"{f.teacher_recipe} (top-1 {f.teacher_top1})"
+
+    return _known_row("teacher recipe", facts_a.teacher_recipe, facts_b.teacher_recipe,
+                      f"{text(facts_a)} vs {text(facts_b)}")
 
 
 def _students_text(facts_a: ArmFacts, facts_b: ArmFacts) -> str:
     """ "resnet 15.4 M vs convnext 8.8 M" (a family that was not recorded is left out)."""
     def one(facts: ArmFacts) -> str:
         size = fmt_params(facts.student_params)
-        return size if _is_unknown(facts.student_family) else f"{facts.student_family} {size}"
+        text = size if _is_unknown(facts.student_family) else f"{facts.student_family} {size}"
+        return text if _is_unknown(facts.student_output) else f"{text} {facts.student_output}"
 
     return f"{one(facts_a)} vs {one(facts_b)}"
 
 
 def architecture_note(facts_a: ArmFacts, facts_b: ArmFacts, student_rows: Sequence[AuditRow]) -> str:
     """What the verdict of a comparison says about the architectures it compares: students
-    that differ (family, or size beyond the ratio) make the result about teacher and student
-    together; the same student with different teachers isolates the teacher."""
-    statuses = {r.status for r in student_rows}
-    if DIFFERENT in statuses:
+    that differ (family, output, or size beyond the ratio) make the result about teacher and
+    student together. "Only the teacher differs" is claimed only when the students' family,
+    output, exact trainable parameter count and initial weights (sha256) are all recorded and
+    equal; anything unknown claims nothing."""
+    by_aspect = {r.aspect.split(" (")[0]: r for r in student_rows}
+    if any(r.status == DIFFERENT for a, r in by_aspect.items() if a != "student init"):
         return (f"the students differ ({_students_text(facts_a, facts_b)}): the difference mixes teacher and "
                 "student, not the teacher alone")
-    if statuses == {EQUAL} and facts_a.backbone != facts_b.backbone:
-        return (f"same student family and size ({_students_text(facts_a, facts_b)}): the teacher is the only "
-                "architectural difference")
+    same = (all(r.status == EQUAL for r in by_aspect.values())
+            and facts_a.student_params == facts_b.student_params and len(facts_a.student_params) == 1)
+    if same and facts_a.backbone != facts_b.backbone:
+        return ONLY_TEACHER
     return ""
 
 
@@ -248,7 +297,8 @@ def audit_comparison(arm_a: str, arm_b: str, facts_a: ArmFacts, facts_b: ArmFact
         note=("the setting differs: the comparison measures backbone and recipe together"
               if facts_a.setting_params != facts_b.setting_params and backbones_differ else ""))
     pretraining = _pretraining_row(facts_a, facts_b)
-    rows.append(pretraining)
+    recipe = _recipe_row(facts_a, facts_b)
+    rows += [pretraining, recipe, _projection_row(facts_a, facts_b)]
 
     caveats = []
     random_arms = [f for f in (facts_a, facts_b) if f.random_teacher]
@@ -260,15 +310,23 @@ def audit_comparison(arm_a: str, arm_b: str, facts_a: ArmFacts, facts_b: ArmFact
         caveats.append(Caveat(PRETRAINING_DIFFERS, [arm_a, arm_b],
                               f"{arm_a}'s teacher is {pretraining.value_a}, {arm_b}'s is {pretraining.value_b}: "
                               f"{pretraining.note}. Any difference mixes the architecture with the pretraining, so "
-                              "it cannot be attributed to the backbone."))
+                              "it cannot be attributed to the backbone.",
+                              detail=f"{pretraining.value_a} vs {pretraining.value_b}"))
+    elif recipe.status == DIFFERENT:
+        caveats.append(Caveat(PRETRAINING_DIFFERS, [arm_a, arm_b],
+                              f"the teachers' pretraining recipes differ ({recipe.note}). Any difference mixes the "
+                              "architecture with the pretraining, so it cannot be attributed to the backbone.",
+                              detail=f"recipes {recipe.note}"))
     arch_note = architecture_note(facts_a, facts_b, student_rows)
-    if any(r.status == DIFFERENT for r in student_rows):
-        caveats.append(Caveat(STUDENT_DIFFERS, [arm_a, arm_b], arch_note[0].upper() + arch_note[1:] + "."))
-    unfair = [r.aspect for r in rows if r.status == DIFFERENT and r.aspect not in OWN_CAVEAT_ROWS]
+    if arch_note.startswith("the students differ"):
+        caveats.append(Caveat(STUDENT_DIFFERS, [arm_a, arm_b], arch_note[0].upper() + arch_note[1:] + ".",
+                              detail=_students_text(facts_a, facts_b)))
+    unfair = [r.aspect for r in rows if r.status == DIFFERENT and not r.aspect.startswith(OWN_CAVEAT_ROWS)]
     if unfair:
         caveats.append(Caveat(NOT_SAME_PROTOCOL, [arm_a, arm_b],
                               f"these differ between the arms although the protocol keeps them equal: "
-                              f"{', '.join(unfair)}. The difference in results may come from them."))
+                              f"{', '.join(unfair)}. The difference in results may come from them.",
+                              detail=", ".join(unfair)))
     return ComparisonAudit(name=f"{arm_b} vs {arm_a}", arm_a=arm_a, arm_b=arm_b, rows=rows, caveats=caveats,
                            architecture_note=arch_note)
 
@@ -307,44 +365,88 @@ class Verdict:
     category: str = ""
 
 
-def verdict(stats_row: Mapping[str, Any], audit: ComparisonAudit | None = None) -> Verdict:
-    """One sentence: difference, CI, Holm p, n, and whether it is significant at ``ALPHA``."""
+def _num(x: Any) -> float:
+    return float(x) if finite(x) else math.nan
+
+
+def verdict(stats_row: Mapping[str, Any], audit: ComparisonAudit | None = None,
+            tags: Sequence[str] | None = None) -> Verdict:
+    """One sentence from a stats.csv row, using its ``verdict`` column as is: difference, CI (or
+    the range of the differences when there are too few units for a test), Holm p, n, the
+    verdict and, for the primary metric, the smallest detectable difference (``mde_80``) and the
+    units the observed difference would need (``n_for_observed``). ``tags``: the caveat kinds
+    (default: the audit's); their meaning is said once at the top of the report."""
     row = stats_row
     label = METRIC_LABEL.get(row["metric"], row["metric"])
     n = int(row["n"]) if finite(row["n"]) else 0
     unit = row.get("unit") or ("categories" if row["reading"] == "across_categories" else "seeds")
-    unit_text = {"categories": "category", "seeds": "seed"}.get(unit, unit) if n == 1 else unit
-    diff = float(row["mean_diff"]) if finite(row["mean_diff"]) else math.nan
-    lo, hi = row["ci_low"], row["ci_high"]
-    shown = [v for v in (diff, lo, hi) if finite(v)]
-    largest = max(abs(v) for v in shown) * 100 if shown else 0
-    digits = 1 if largest >= 1 else 2
+    unit_text = {"categories": "category", "seeds": "seed", "test images": "test image"}.get(unit, unit) \
+        if n == 1 else unit
+    diff, lo, hi = _num(row["mean_diff"]), _num(row.get("ci_low")), _num(row.get("ci_high"))
+    shown = [v for v in (diff, lo, hi, _num(row.get("mde_80"))) if finite(v)]
+    digits = 1 if shown and max(abs(v) for v in shown) * 100 >= 1 else 2
     parts = [f"{fmt_pt(diff, digits, signed=True)} pt {label}"] if n else [f"no paired runs for {label}"]
     if finite(lo) and finite(hi):
-        parts.append(f"95% CI [{fmt_pt(lo, digits, signed=False)}, {fmt_pt(hi, digits, signed=False)}]")
-    if finite(row["p_holm"]):
+        parts.append(f"95% CI [{fmt_pt(lo, digits)}, {fmt_pt(hi, digits)}]")
+    elif n > 1 and finite(row.get("diff_min")):
+        parts.append(f"range [{fmt_pt(row['diff_min'], digits, signed=True)}, "
+                     f"{fmt_pt(row['diff_max'], digits, signed=True)}]")
+    if finite(row.get("p_holm")):
         p_text = fmt_p(row["p_holm"])
         parts.append(f"p_holm {p_text}" if p_text.startswith("<") else f"p_holm = {p_text}")
     parts.append(f"n = {n} {unit_text}")
-    if finite(row["p_holm"]):
-        if float(row["p_holm"]) < ALPHA:
-            conclusion, kind = f"significant (Holm, α = {ALPHA})", "sig"
-        else:
-            conclusion, kind = "not significant", "ns"
+    word = str(row.get("verdict") or "")
+    if not word:  # an exploratory metric, or a stats.csv from before the verdict column
+        conclusion, kind = "exploratory (no verdict: not the primary metric)", "na"
+    elif word == "significant":
+        conclusion, kind = f"significant (Holm, α = {ALPHA})", "sig"
+    elif word == "not significant":
+        conclusion, kind = "not significant", "ns"
+    elif word == "too few units":
+        conclusion, kind = str(row.get("note") or "too few units for a test"), "na"
     else:
-        conclusion, kind = "no test possible", "na"
+        conclusion, kind = word, "na"
+    power = []
+    if finite(row.get("mde_80")):
+        power.append(f"with {n} {unit} and this spread, differences above "
+                     f"{fmt_pt(row['mde_80'], digits)} pt are detectable")
+    n_obs = row.get("n_for_observed")
+    if finite(n_obs):
+        power.append(f"{int(n_obs)} {unit} would detect {fmt_pt(diff, digits, signed=True)} pt")
+    elif n_obs is not None and isinstance(n_obs, float) and math.isinf(n_obs):
+        power.append(f"no feasible number of {unit} detects {fmt_pt(diff, digits, signed=True)} pt")
+    text = f"{row['comparison']}: {', '.join(parts)} — {conclusion}"
+    if power:
+        text += f" ({'; '.join(power)})"
     details = []
-    if kind == "na" and row.get("note"):
+    if kind == "na" and row.get("note") and word not in ("too few units", ""):
         details.append(str(row["note"]))
-    if kind == "ns" and n < 5:
+    if kind == "ns" and n < 10:
         details.append(f"with n = {n} the test has little power: 'not significant' does not mean 'no difference'")
     if finite(row.get("d_z")):
         details.append(f"d_z = {fmt_num(row['d_z'])}")
-    if finite(row.get("boot_ci_low")):
-        details.append(f"bootstrap 95% CI [{fmt_pt(row['boot_ci_low'], digits)}, "
-                       f"{fmt_pt(row['boot_ci_high'], digits)}] pt")
-    text = f"{row['comparison']}: {', '.join(parts)} — {conclusion}"
-    if audit is not None and audit.architecture_note:
-        text += f"; {audit.architecture_note}"
-    return Verdict(text=text, kind=kind,
-                   details="; ".join(details), flags=audit.kinds if audit else [])
+    flags = list(tags) if tags is not None else (audit.kinds if audit else [])
+    if audit is not None and audit.architecture_note == ONLY_TEACHER:
+        flags = [ONLY_TEACHER] + flags
+    return Verdict(text=text, kind=kind, details="; ".join(details), flags=flags)
+
+
+def audit_matrix(audits: Sequence[ComparisonAudit]) -> dict:
+    """The fairness audit as one matrix: aspects × comparisons, only the aspects where some
+    comparison is not ``equal`` (cells: status, both values, the note); the aspects equal in
+    every comparison are listed once (``equal``)."""
+    aspects = list(dict.fromkeys(r.aspect for a in audits for r in a.rows))
+    rows, equal = [], []
+    for aspect in aspects:
+        cells = []
+        for a in audits:
+            r = next((x for x in a.rows if x.aspect == aspect), None)
+            cells.append({"status": r.status if r else UNKNOWN,
+                          "text": "" if r is None or r.status == EQUAL else
+                          (r.value_a if r.value_a == r.value_b else f"{r.value_a} → {r.value_b}"),
+                          "note": r.note if r else ""})
+        if all(c["status"] == EQUAL for c in cells):
+            equal.append(aspect)
+        else:
+            rows.append({"aspect": aspect, "cells": cells})
+    return {"comparisons": [a.name for a in audits], "rows": rows, "equal": equal}

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Sequence
 
 from rd.errors import RDError
-from rd.report.audit import ALPHA, arm_facts, fairness_audit, headline_caveats
+from rd.report.audit import ALPHA, arm_facts, audit_matrix, fairness_audit
+from rd.report.caveats import arm_caveats, caveat_groups, comparison_tags, headline_blocked
 from rd.report.curves import collect_curves
 from rd.report.failures import failure_section
 from rd.report.figures import arm_colors, cost_scatter, curve_figures, data_uri
 from rd.report.inputs import dataset_of_config, git_commit, load_config, load_manifests, load_run
 from rd.report.paper_check import reproduction_check
 from rd.report.reproduce import reproduce
+from rd.report.paper_tables import write_tables
 from rd.report.tables import cost_table, defect_tables, main_tables, stats_section
 from rd.report.what_ran import header
 
@@ -37,15 +39,38 @@ def _ordered_arms(summary, config: dict) -> list[str]:
     return ordered + sorted(a for a in present if a not in ordered)
 
 
+def load_smoke(path: str | Path) -> dict:
+    """A smoke JSON as a mapping; {} when it is unreadable (the caveats then claim nothing)."""
+    import json
+
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def tables_links(out: Path, tables_dir: Path, dataset: str) -> list[tuple[str, str]]:
+    """(label, path relative to the report) of the paper tables."""
+    import os
+
+    rel = os.path.relpath(tables_dir, out.parent)
+    names = ["results.md", "results.tex", "stats.md", "stats.tex"] + (["per_category.md"] if dataset == "mvtec" else [])
+    return [(name, f"{rel}/{name}".replace(os.sep, "/")) for name in names]
+
+
 def _hex_color(rgba) -> str:
     return "#%02x%02x%02x" % tuple(int(255 * c) for c in rgba[:3])
 
 
 def build_report(summary: str | Path, stats: str | Path, config: str | Path, manifests: Sequence[str | Path] = (),
                  out: str | Path = "reports/report.html", figures_dir: str | Path | None = None,
-                 *, failure_k: int = 4) -> Path:
+                 *, failure_k: int = 4, smoke: Sequence[str | Path] = (),
+                 tables_dir: str | Path | None = None) -> Path:
     """Build the HTML report; also write the main figures as PNG into ``figures_dir`` when given
-    (``cost_vs_auroc.png``, ``loss.png``, ``eval_metrics.png``, ``curves.png``, always all four)."""
+    (``cost_vs_auroc.png``, ``loss.png``, ``eval_metrics.png``, ``curves.png``, always all four)
+    and the paper tables into ``tables_dir`` (default: ``tables`` beside the report).
+    ``smoke``: the backbones' smoke JSON files (negative teacher features, loss floor)."""
     import jinja2
 
     from rd.aggregate import read_summary
@@ -70,6 +95,13 @@ def build_report(summary: str | Path, stats: str | Path, config: str | Path, man
 
     facts = {arm: arm_facts(arm, runs, config_dict) for arm in arms}
     audits = fairness_audit(comparisons, facts, manifests_by_category)
+    primary_metric = str(config_dict.get("primary_metric") or "image_auroc")
+    smoke_records = {Path(p).stem: load_smoke(p) for p in smoke}
+    by_arm = arm_caveats(arms, summary_frame, runs, facts, smoke_records, primary_metric)
+    tags = {a.name: comparison_tags(a, by_arm) for a in audits}
+    blocked = {a.name: headline_blocked(a, by_arm) for a in audits}
+    stats = stats_section(stats_frame, comparisons, {a.name: a for a in audits}, tags, blocked, primary_metric)
+    tables_dir = Path(tables_dir) if tables_dir is not None else out.parent / "tables"
     main = main_tables(summary_frame, arms)
     cost_rows, cost_points = cost_table(summary_frame, arms)
     figs, fig_notes = curve_figures(collect_curves(runs, arms), arms, main["categories"], colors)
@@ -82,8 +114,8 @@ def build_report(summary: str | Path, stats: str | Path, config: str | Path, man
         what_ran=header(summary_frame, config_dict, config_path, runs, arms, main["categories"], git,
                         manifests_by_category),
         paper=reproduction_check(config_dict, summary_frame, arms),
-        loud=headline_caveats(audits, facts), fairness=audits, main=main,
-        stats=stats_section(stats_frame, comparisons, {a.name: a for a in audits}),
+        loud=caveat_groups(audits, by_arm, facts), fairness=audit_matrix(audits), audits=audits, main=main,
+        stats=stats, tables=tables_links(out, tables_dir, dataset["dataset"]),
         cost={"rows": cost_rows}, figs={k: data_uri(v) for k, v in figs.items()},
         defects=defect_tables(summary_frame, arms), failures=failure_section(runs, arms, failure_k),
         fig_notes=fig_notes, failure_k=failure_k, arms=arms, comparisons=comparisons,
@@ -95,6 +127,7 @@ def build_report(summary: str | Path, stats: str | Path, config: str | Path, man
         colors={a: _hex_color(colors[a]) for a in arms},
         alpha=ALPHA,
     )
+    write_tables(tables_dir, main, stats, dataset["dataset"], summary_frame, arms)
     write_text(out, html)
     if figures_dir is not None:
         for name in MAIN_FIGURES:

@@ -58,6 +58,11 @@ class ArmFacts:
     student_params: tuple[int, ...] = ()
     weight_decay_rule: str = "unknown"
     random_teacher_init: str | None = None
+    student_output: str = "unknown"
+    student_init_sha256: str = "unknown"
+    teacher_recipe: str = "unknown"
+    teacher_top1: str = "unknown"
+    projection: str = "unknown"
 
 
 def is_random_weights(weights: Any) -> bool:
@@ -139,7 +144,36 @@ def arm_facts(arm: str, runs: Sequence[Run], config: dict) -> ArmFacts:
         weight_decay_rule=joined(t["weight_decay_rule"] for t in trains if t.get("weight_decay_rule")),
         random_teacher_init=", ".join(sorted({str(t["random_teacher_init"]) for t in trains
                                               if t.get("random_teacher_init")})) or None,
+        student_output=recorded(rows, "student_output"),
+        student_init_sha256=recorded(rows, "student_init_sha256"),
+        teacher_recipe=recorded(rows, "teacher_recipe"),
+        teacher_top1=recorded(rows, "teacher_top1", _top1_text),
+        projection=recorded(rows, "projection", _projection_text),
     )
+
+
+def _projection_text(value: Any) -> str:
+    """none | orthonormal | guide; a train.json from before the choice recorded a bool."""
+    if isinstance(value, bool):
+        return "none" if not value else "true (random 1x1 + BatchNorm, before the orthonormal choice)"
+    return str(value)
+
+
+def _top1_text(value: Any) -> str:
+    return f"{float(value):.2f} %" if finite(value) else str(value)
+
+
+def recorded(rows: Sequence[Run], key: str, text=str) -> str:
+    """The distinct values of ``key`` over the runs: the summary row's column, else train.json's
+    key; "unknown" when no run has it (summary.csv and train.json from before the key existed)."""
+    values = []
+    for r in rows:
+        value = r.row.get(key)
+        if value is None or (isinstance(value, float) and value != value) or value == "":
+            value = r.train.get(key)
+        if value is not None and value != "" and not (isinstance(value, float) and value != value):
+            values.append(text(value))
+    return joined(values)
 
 
 def _teacher(train: dict) -> dict:

@@ -8,7 +8,6 @@ seed, then mean ± sd over seeds (the seed-to-seed spread of the arm's score).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Mapping, Sequence
 
 from rd.report.audit import ALPHA, ComparisonAudit, verdict
@@ -64,6 +63,9 @@ def main_tables(summary, arms: Sequence[str]) -> dict:
     return {"metrics": metrics, "overall": overall, "per_metric": per_metric, "categories": categories}
 
 
+STANDARD_NOTES = ("too few units for a test", "test-set uncertainty: paired stratified bootstrap")
+
+
 def _standard_wilcoxon_note(r: dict) -> bool:
     """True for the routine "too few pairs" notes, which the legend already explains."""
     note = str(r.get("wilcoxon_note") or "")
@@ -79,46 +81,87 @@ def _stats_row(r: dict) -> dict:
             "ci": f"[{fmt_pt(r['ci_low'], 2)}, {fmt_pt(r['ci_high'], 2)}]" if finite(r["ci_low"]) else "—",
             "boot": f"[{fmt_pt(r['boot_ci_low'], 2)}, {fmt_pt(r['boot_ci_high'], 2)}]"
             if finite(r.get("boot_ci_low")) else "—",
+            "range": (f"[{fmt_pt(r['diff_min'], 2, signed=True)}, {fmt_pt(r['diff_max'], 2, signed=True)}]"
+                      if finite(r.get("diff_min")) else "—"),
+            "verdict": r.get("verdict") or "", "mde": fmt_pt(r.get("mde_80"), 2),
+            "n_obs": fmt_int(r.get("n_for_observed")) if finite(r.get("n_for_observed")) else "—",
             "t": fmt_num(r["t"]), "p": fmt_p(r["p"]), "p_holm": fmt_p(r["p_holm"]),
             "sig": finite(r["p_holm"]) and float(r["p_holm"]) < ALPHA,
-            "wilcoxon": fmt_p(r["wilcoxon_p"]) if finite(r["wilcoxon_p"]) else
-            ("n < 6" if finite(r["n"]) and 1 < float(r["n"]) < 6 else "—"),
+            "wilcoxon": fmt_p(r["wilcoxon_p"]) if finite(r["wilcoxon_p"]) else "—",
             "wilcoxon_note": r.get("wilcoxon_note") or "",
             "d_z": fmt_num(r["d_z"]),
             # the standard "n < 6" Wilcoxon explanation is in the legend and the cell's tooltip
-            "note": "; ".join(x for x in (r.get("note") or "",
+            # the standard notes (too few units, the test-set bootstrap) are the verdict and the legend
+            "note": "; ".join(x for x in ("" if str(r.get("note") or "").startswith(STANDARD_NOTES) else
+                                           r.get("note") or "",
                                            "" if _standard_wilcoxon_note(r) else
                                            f"Wilcoxon: {r.get('wilcoxon_note')}") if x)}
 
 
-def stats_section(stats, comparisons: Sequence[tuple[str, str]],
-                  audits: Mapping[str, ComparisonAudit]) -> dict:
-    """Verdict sentences per metric, the full statistics tables and image-AUROC win counts."""
-    records = stats.to_dict("records")
-    across = [r for r in records if r["reading"] == "across_categories"]
-    per_category = [r for r in records if r["reading"] != "across_categories"]
-    verdicts = []
-    for m, label in METRICS:
-        rows = [r for r in across if r["metric"] == m]
-        if rows:
-            verdicts.append({"metric": m, "label": label, "headline": m in HEADLINE_METRICS,
-                             "rows": [verdict(r, audits.get(r["comparison"])) for r in rows]})
-    per_category_verdicts: dict[str, list] = {}
-    for r in per_category:
-        if r["metric"] == "image_auroc":
-            per_category_verdicts.setdefault(r["comparison"], []).append(
-                replace(verdict(r), category=r["reading"].split(":", 1)[1]))
+def _short(r: dict) -> str:
+    """ "+1.2 pt [−0.3, 2.7]" or "+1.2 pt (range −0.3 to +2.7)": an estimate without a verdict word."""
+    diff = fmt_pt(r["mean_diff"], 2, signed=True)
+    if finite(r.get("ci_low")):
+        return f"{diff} [{fmt_pt(r['ci_low'], 2)}, {fmt_pt(r['ci_high'], 2)}]"
+    if finite(r.get("diff_min")) and finite(r["n"]) and float(r["n"]) > 1:
+        return f"{diff} (range {fmt_pt(r['diff_min'], 2, signed=True)} to {fmt_pt(r['diff_max'], 2, signed=True)})"
+    return diff
 
-    wins = []  # per category: how often arm_b beats arm_a in image AUROC
+
+def stats_section(stats, comparisons: Sequence[tuple[str, str]], audits: Mapping[str, ComparisonAudit],
+                  tags: Mapping[str, list[str]] | None = None, blocked: Mapping[str, list[str]] | None = None,
+                  primary_metric: str = "image_auroc") -> dict:
+    """The primary metric's verdicts (glance and Statistics), the exploratory metrics' estimates
+    (one table, no verdict words), the per-category readings of the primary metric (seeds and
+    test-set uncertainty, with each comparison's caveat tags) and its full statistics table.
+
+    ``tags``: caveat kinds per comparison name; ``blocked``: the kinds (AT CHANCE, NOT
+    CONVERGED) that void a comparison's headline at a glance."""
+    tags, blocked = dict(tags or {}), dict(blocked or {})
+    records = stats.to_dict("records")
+    roles = {r["metric"]: r.get("role") for r in records}
+    if primary_metric not in roles and "primary" in roles.values():
+        primary_metric = next(m for m, role in roles.items() if role == "primary")
+    across = [r for r in records if r["reading"] == "across_categories"]
+    primary = [r for r in across if r["metric"] == primary_metric]
+    verdicts = [verdict(r, audits.get(r["comparison"]), tags.get(r["comparison"])) for r in primary]
+    glance = []
+    for r, v in zip(primary, verdicts):
+        stop = blocked.get(r["comparison"], [])
+        glance.append({"comparison": r["comparison"], "verdict": v, "blocked": stop})
+    exploratory_metrics = [(m, label) for m, label in METRICS  # a metric no run recorded has no column
+                           if m != primary_metric and any(r["metric"] == m and finite(r["mean_diff"]) for r in across)]
+    exploratory = []
+    for name in dict.fromkeys(r["comparison"] for r in across):
+        cells = {r["metric"]: _short(r) for r in across if r["comparison"] == name}
+        exploratory.append({"comparison": name, "cells": [cells.get(m, "—") for m, _ in exploratory_metrics]})
+    per_category: dict[str, list[dict]] = {}
+    for r in records:
+        if r["metric"] != primary_metric or r["reading"] == "across_categories":
+            continue
+        kind, _, category = r["reading"].partition(":")
+        rows = per_category.setdefault(r["comparison"], [])
+        row = next((x for x in rows if x["category"] == category), None)
+        if row is None:
+            row = {"category": category, "seeds": "—", "images": "—", "tags": tags.get(r["comparison"], [])}
+            rows.append(row)
+        word = r.get("verdict") or ""
+        p_text = f", p_holm {fmt_p(r['p_holm'])}" if finite(r.get("p_holm")) else ""
+        cell = f"{_short(r)}, n = {fmt_int(r['n'])}{p_text}" + (f" — {word}" if word else "")
+        row["seeds" if kind == "per_category" else "images"] = cell
+
+    wins = []  # per category: how often arm_b beats arm_a in the primary metric (seed means)
     for a, b in comparisons:
         name = f"{b} vs {a}"
-        rows = [r for r in per_category
-                if r["comparison"] == name and r["metric"] == "image_auroc" and finite(r["mean_diff"])]
+        rows = [r for r in records if r["comparison"] == name and r["metric"] == primary_metric
+                and str(r["reading"]).startswith("per_category:") and finite(r["mean_diff"])]
         wins.append({"comparison": name, "higher": sum(float(r["mean_diff"]) > 0 for r in rows),
                      "lower": sum(float(r["mean_diff"]) < 0 for r in rows), "n": len(rows)})
-    return {"verdicts": verdicts, "across": [_stats_row(r) for r in across],
-            "per_category": [_stats_row(r) for r in per_category],
-            "per_cat_verdicts": per_category_verdicts, "wins": wins}
+    return {"primary_metric": primary_metric, "primary_label": METRIC_LABEL.get(primary_metric, primary_metric),
+            "verdicts": verdicts, "glance": glance,
+            "exploratory_metrics": [label for _, label in exploratory_metrics], "exploratory": exploratory,
+            "per_category": per_category,
+            "table": [_stats_row(r) for r in records if r["metric"] == primary_metric], "wins": wins}
 
 
 def cost_table(summary, arms: Sequence[str]) -> tuple[list[dict], list[tuple[str, float, float, float]]]:

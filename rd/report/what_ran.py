@@ -24,11 +24,25 @@ PROTOCOL_NOTES = (
     "only boundary pixels.",
     "The Gaussian smoothing of the anomaly map scales with the image size: σ = 4 at 256 px, as in the paper "
     "(σ = 4 · size / 256).",
-    "Holm's correction is applied per (metric, reading): across the comparisons of one metric in one reading, "
-    "not across metrics.",
+    "Verdicts only for the primary metric (config primary_metric), with Holm's correction across all its "
+    "comparisons in one reading; every other metric is exploratory (estimate and CI, no verdict). No test with "
+    "fewer than 5 paired units.",
     "The per-category reading (within one category, across seeds) measures only seed noise on a fixed test set; "
     "categories are the independent units, so conclusions come from the across-categories reading.",
 )
+
+
+def protocol_notes(config: dict) -> list[str]:
+    """The fixed notes, plus the deviations this config chose: training on part of train/good
+    (``dataset.validation_fraction`` > 0 holds good images out for the threshold)."""
+    notes = list(PROTOCOL_NOTES)
+    dataset = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
+    fraction = dataset.get("validation_fraction")
+    if finite(fraction) and float(fraction) > 0:
+        notes.insert(0, f"Training used {1 - float(fraction):.0%} of train/good: {float(fraction):.0%} is held out "
+                        "(the same images for every arm) to set the predict threshold. The paper trains on all of "
+                        "train/good; dataset.validation_fraction: 0 restores that.")
+    return notes
 
 
 def dataset_details(manifests: Mapping[str, dict]) -> str:
@@ -58,7 +72,7 @@ def header(summary, config: dict, config_path: Path, runs: Sequence[Run], arms: 
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode("utf-8")).hexdigest()
     return {
         "dataset": dataset["dataset"], "root": dataset["root"], "categories": list(categories),
-        "dataset_details": dataset_details(manifests), "protocol_notes": list(PROTOCOL_NOTES),
+        "dataset_details": dataset_details(manifests), "protocol_notes": protocol_notes(config),
         "config_categories": dataset["categories"], "arms": list(arms),
         "seeds": sorted({int(s) for s in summary["seed"]}), "n_runs": len(summary),
         "epochs": config.get("epochs"), "batch_size": config.get("batch_size"), "image_size": config.get("image_size"),

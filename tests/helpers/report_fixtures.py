@@ -46,6 +46,9 @@ _TAGS = {  # resolved timm tag and pretraining data of the "imagenet" weights
     "wide_resnet50_2": ("wide_resnet50_2.tv_in1k", "in1k"),
     "convnext_tiny": ("convnext_tiny.fb_in1k", "in1k"),
 }
+_RECIPES = {"resnet18": "torchvision original (90 epochs)", "wide_resnet50_2": "torchvision original (90 epochs)",
+            "convnext_tiny": "ConvNeXt (300 epochs, heavy augmentation)", "efficientnet_lite0": "TF EfficientNet-Lite"}
+_TOP1 = {"resnet18": 69.76, "wide_resnet50_2": 78.47, "convnext_tiny": 82.07, "efficientnet_lite0": 75.48}
 RANDOM_INIT = "every residual branch active (ResNet zero_init_last=False, ConvNeXt layer scale 1)"
 DECAY_RULES = {
     0.0: "no weight decay",
@@ -55,7 +58,7 @@ DECAY_RULES = {
 
 
 def student_family(backbone: str) -> str:
-    return "resnet" if "resnet" in backbone else "convnext"
+    return "resnet" if "resnet" in backbone or backbone.endswith(("_rs", "_ctrl")) else "convnext"
 
 
 def teacher_record(backbone: str, weights: str) -> dict:
@@ -118,6 +121,8 @@ def make_fake_results(
     legacy_train_json: bool = False,
     pro_rd4ad: bool = True,
     manifest_extra: dict | None = None,
+    student_output: dict[str, str] | None = None,
+    negative_fraction: dict[str, list[float]] | None = None,
 ) -> dict:
     """Write a fake results tree; return its paths (``runs``, ``complexity``, ``benchmarks``,
     ``manifests``, ``config``) as lists of str / str.
@@ -173,6 +178,11 @@ def make_fake_results(
         path = root / "results" / "complexity" / f"{bb}.json"
         _write_json(path, rec)
         out["complexity"].append(str(path))
+        signed = "resnet" not in bb  # ConvNeXt / EfficientNet stage outputs are signed
+        fractions = (negative_fraction or {}).get(bb, [0.48, 0.5, 0.51] if signed else [0.0, 0.0, 0.0])
+        path = root / "results" / "smoke" / f"{bb}.json"
+        _write_json(path, {"backbone": bb, "negative_fraction": fractions, "loss_floor": 0.86 if signed else 0.0})
+        out.setdefault("smoke", []).append(str(path))
 
     for arm_i, arm in enumerate(arms):
         bb, setting = arm.split("/")
@@ -204,6 +214,14 @@ def make_fake_results(
                     train.update({"teacher": teacher, "student_family": student_family(bb),
                                   "weight_decay_rule": DECAY_RULES.get(decay, f"weight decay {decay:g}"),
                                   "random_teacher_init": RANDOM_INIT if teacher["pretraining"] == "none" else None})
+                if not legacy_train_json:  # keys helper A adds (summary.csv / train.json); read defensively
+                    init = hashlib.sha256(f"{(student_params or {}).get(bb, _STUDENT.get(bb, 15_383_168))}-{s}"
+                                          .encode()).hexdigest()
+                    train.update({"student_output": (student_output or {}).get(bb, "relu"),
+                                  "student_init_sha256": init, "projection": "none",
+                                  "teacher_recipe": _RECIPES.get(bb, "unknown") if weights.get(bb, "none") != "none"
+                                  else "none (random)",
+                                  "teacher_top1": _TOP1.get(bb) if weights.get(bb, "none") != "none" else None})
                 _write_json(run / "train.json", train)
                 lines = ["epoch,loss,lr,seconds,elapsed,image_auroc,pixel_auroc"]
                 elapsed = 0.0
@@ -311,7 +329,7 @@ def make_fake_report(root: str | Path, *, comparisons: Sequence[Sequence[str]] |
     comparisons = fake["comparisons"]
     summary, stats = root / "results" / "summary.csv", root / "results" / "stats.csv"
     write_summary(fake["runs"], complexity=fake["complexity"], benchmarks=fake["benchmarks"], out=summary)
-    write_stats(summary, comparisons, out=stats)
+    write_stats(summary, comparisons, out=stats, scores=[f"{r}/scores.csv" for r in fake["runs"]])
     config = Path(fake["config"])
     if config_format == "yaml":
         import yaml
@@ -322,6 +340,28 @@ def make_fake_report(root: str | Path, *, comparisons: Sequence[Sequence[str]] |
     out = root / "reports" / "report.html"
     figures_dir = root / "reports" / "figures" if figures else None
     build_report(summary=summary, stats=stats, config=config, manifests=fake["manifests"], out=out,
-                 figures_dir=figures_dir)
+                 figures_dir=figures_dir, smoke=fake["smoke"])
     return {**fake, "summary": summary, "stats": stats, "out": out, "html": out.read_text(encoding="utf-8"),
             "figures_dir": figures_dir, "config": config}
+
+
+DEFAULT_LIKE = {  # the shape of config.yaml's default run (arms, comparisons, categories, seeds, budget)
+    "categories": ("grass", "gravel"),
+    "arms": ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "convnext_pico_rs/baseline",
+             "efficientnet_lite0/baseline"),
+    "comparisons": [("resnet18/baseline", "convnext_pico_rs/baseline"), ("resnet18/baseline", "convnext_pico/baseline"),
+                    ("resnet18/baseline", "convnext_pico/tuned"), ("convnext_pico/baseline", "convnext_pico/tuned")],
+    "seeds": (0, 1, 2),
+    "epochs": 4,
+}
+
+
+def visible_words(html: str) -> int:
+    """Words a reader can see: the text outside tags, without <head> (title, style) and without
+    attribute values (image data); text inside <details> counts, folded or not."""
+    import re
+    from html import unescape
+
+    body = re.sub(r"(?is)<head>.*?</head>|<style.*?</style>|<script.*?</script>", " ", html)
+    text = unescape(re.sub(r"(?s)<[^>]+>", " ", body))
+    return len(text.split())

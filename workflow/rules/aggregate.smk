@@ -32,10 +32,13 @@ rule aggregate:
 rule stats:
     input:
         summary="results/summary.csv",
+        # per-image scores: the per-category test-set uncertainty (paired bootstrap over test images)
+        scores=run_files("scores.csv"),
     output:
         "results/stats.csv",
     params:
         comparisons=[arm for pair in config["comparisons"] for arm in ("--comparison", *pair)],
+        primary_metric=config["primary_metric"],
     log:
         "logs/stats.log",
     benchmark:
@@ -48,4 +51,5 @@ rule stats:
         "../../environment.yml"
     shell:
         "python -m rd stats --summary {input.summary:q} {params.comparisons:q}"
+        " --primary-metric {params.primary_metric} --scores {input.scores:q}"
         " --out {output:q} > {log:q} 2>&1"

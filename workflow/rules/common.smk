@@ -20,6 +20,8 @@ except ImportError:   # snakemake run from the repository without `rd` installed
     sys.path.insert(0, str((Path(workflow.current_basedir) / ".." / "..").resolve()))
     import rd.config_check as _config_check
 
+import rd.commands as _commands
+
 split_arm = _config_check.split_arm
 is_weights_file = _config_check.is_weights_file
 from rd.params import GENERATED_DONE  # the texture generator's last file: prepare_data's output
@@ -42,9 +44,8 @@ GENERATED = DATASET == "textures"
 THREADS = int(config["threads_per_job"])
 
 VALIDATION_FRACTION = float(config["dataset"]["validation_fraction"])
-DATA_SEED = int(config["dataset"]["seed"])
 
-RUN = "results/runs/{dataset}/{category}/{backbone}/{setting}/seed{seed}"
+RUN = _commands.RUN_DIR  # results/runs/{dataset}/{category}/{backbone}/{setting}/seed{seed}
 RUN_ID = "{dataset}/{category}/{backbone}/{setting}/seed{seed}"
 MANIFEST = "results/data/{dataset}/{category}.json"
 
@@ -95,17 +96,9 @@ GPU_PER_RUN = 1 if uses_gpu(config["device"]) else 0
 GPU_COMPLEXITY = 1 if uses_gpu(config["complexity"]["device"]) else 0
 
 
-def setting_json(wildcards):
-    """The setting as canonical JSON: a changed value changes this param and reruns its runs only.
-    Without its lr selection keys (lr_grid, lr_select_epochs): those reach training through the
-    selection's JSON (an input), which is what changes when they change."""
-    setting = {k: v for k, v in config["settings"][wildcards.setting].items() if k not in LR_SELECTION_KEYS}
-    return json.dumps(setting, sort_keys=True, separators=(",", ":"))
-
-
 # --------------------------------------------------------------------------- lr selection
 LR_SELECTION_KEYS = _config_check.LR_SELECTION_KEYS
-LR_SELECTION = "results/lr/{backbone}/{setting}.json"
+LR_SELECTION = _commands.LR_SELECTION  # results/lr/{backbone}/{setting}.json
 LR_RUN = "results/lr/{backbone}/{setting}/lr{lr}"
 
 
@@ -123,10 +116,6 @@ def lr_select_epochs(wildcards):
 def lr_selection_input(wildcards):
     """The arm's gathered lr selection, when its setting has an lr_grid (else no input)."""
     return [LR_SELECTION.format(backbone=wildcards.backbone, setting=wildcards.setting)] if lr_grid(wildcards.setting) else []
-
-
-def lr_selection_flag(wildcards, input):
-    return f"--lr-selection {input.lr_selection}" if input.lr_selection else ""
 
 
 def lr_runs(wildcards):
@@ -170,14 +159,30 @@ def generate_flags():
     return " ".join(f"--{key.replace('_', '-')} {int(gen[key])}" for key in sorted(gen) if gen[key] is not None)
 
 
-def train_flags():
-    """Boolean train options as CLI flags (a params value, so a change reruns training)."""
-    flags = []
-    if config["bf16"]:
-        flags.append("--bf16")
-    if not config["feature_cache"]:
-        flags.append("--no-feature-cache")
-    return " ".join(flags)
+def _run_dir(wildcards):
+    return _commands.run_dir(config, wildcards.backbone, wildcards.setting, wildcards.category, int(wildcards.seed))
+
+
+def train_shell(wildcards):
+    """The run's train command line, from the one builder the report's Reproduce section uses
+    (rd.commands): a changed value in it (setting, budget, flags) reruns exactly that run.
+    (A function of the wildcards only: Snakemake's params rerun trigger compares it.)"""
+    folder = _run_dir(wildcards)
+    return _commands.shell(_commands.train_command(
+        config, wildcards.backbone, wildcards.setting, wildcards.category, int(wildcards.seed), folder))
+
+
+def lr_select_shell(wildcards):
+    """One lr selection job's command (a function of the wildcards only, so that Snakemake's
+    params rerun trigger compares it)."""
+    out = f"{LR_RUN}.json".format(backbone=wildcards.backbone, setting=wildcards.setting, lr=wildcards.lr)
+    return _commands.shell(_commands.lr_select_command(
+        config, wildcards.backbone, wildcards.setting, wildcards.lr, lr_select_epochs(wildcards), out))
+
+
+def evaluate_shell(wildcards):
+    folder = _run_dir(wildcards)
+    return _commands.shell(_commands.evaluate_command(config, wildcards.category, f"{folder}/model.pt", folder))
 
 
 def resolved_config_json():

@@ -13,11 +13,7 @@ rule evaluate:
         failure_cases=f"{RUN}/failure_cases.npz",
         threshold=f"{RUN}/threshold.json",
     params:
-        root=ROOT,
-        dataset=DATASET,
-        out_dir=lambda wildcards, output: os.path.dirname(output.metrics),
-        device=config["device"],
-        failure_cases=config["failure_cases"],
+        command=evaluate_shell,
     log:
         f"logs/evaluate/{RUN_ID}.log",
     benchmark:
@@ -30,6 +26,4 @@ rule evaluate:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd evaluate --data-root {params.root:q} --dataset {params.dataset} --category {wildcards.category}"
-        " --model {input.model:q} --device {params.device} --threads {threads}"
-        " --failure-cases {params.failure_cases} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "{params.command} > {log:q} 2>&1"

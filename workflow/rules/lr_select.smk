@@ -13,22 +13,8 @@ rule lr_select:
     output:
         f"{LR_RUN}.json",
     params:
-        root=ROOT,
-        dataset=DATASET,
-        category=CATEGORIES[0],
-        seed=SEEDS[0],
-        weights=backbone_weights,
-        model=backbone_model,
-        student=student_flag,
-        projection=projection_flag,
-        setting=setting_json,
-        select_epochs=lr_select_epochs,
-        image_size=config["image_size"],
-        batch_size=config["batch_size"],
-        device=config["device"],
-        validation_fraction=VALIDATION_FRACTION,
-        data_seed=DATA_SEED,
-        flags=train_flags(),
+        # the arm's command, from the one builder of run commands (rd.commands)
+        command=lr_select_shell,
     log:
         "logs/lr_select/{backbone}/{setting}/lr{lr}.log",
     threads: THREADS
@@ -39,15 +25,7 @@ rule lr_select:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd lr-select --data-root {params.root:q} --dataset {params.dataset} --category {params.category}"
-        " --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
-        " --weights {params.weights:q} {params.projection}"
-        " --setting-name {wildcards.setting} --setting {params.setting:q} --lr {wildcards.lr}"
-        " --select-epochs {params.select_epochs}"
-        " --image-size {params.image_size} --batch-size {params.batch_size}"
-        " --seed {params.seed} --device {params.device} --threads {threads} {params.flags}"
-        " --validation-fraction {params.validation_fraction} --data-seed {params.data_seed}"
-        " --out {output:q} > {log:q} 2>&1"
+        "{params.command} > {log:q} 2>&1"
 
 
 rule lr_gather:

@@ -40,6 +40,8 @@ rule report:
             caption="../report/figures.rst",
             category="Figures",
         ),
+        # results.md/.tex, stats.md/.tex (and per_category.md for MVTec): written by the report only
+        tables=directory("reports/tables"),
     log:
         "logs/report.log",
     benchmark:
@@ -53,4 +55,5 @@ rule report:
     shell:
         "python -m rd report --summary {input.summary:q} --stats {input.stats:q}"
         " --config {input.config:q} --data-manifests {input.manifests:q}"
+        " --smoke {input.smoke:q} --tables-dir {output.tables:q}"
         " --out {output.html:q} --figures-dir {output.figures:q} > {log:q} 2>&1"

@@ -15,23 +15,8 @@ rule train:
         history=f"{RUN}/history.csv",
         info=f"{RUN}/train.json",
     params:
-        root=ROOT,
-        dataset=DATASET,
-        out_dir=lambda wildcards, output: os.path.dirname(output.model),
-        weights=backbone_weights,
-        model=backbone_model,
-        student=student_flag,
-        projection=projection_flag,
-        setting=setting_json,
-        image_size=config["image_size"],
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        device=config["device"],
-        eval_every=config["eval_every"],
-        validation_fraction=VALIDATION_FRACTION,
-        data_seed=DATA_SEED,
-        lr_selection=lr_selection_flag,
-        flags=train_flags(),
+        # the whole command as one param (rd.commands.train_command, also printed by the report)
+        command=train_shell,
     log:
         f"logs/train/{RUN_ID}.log",
     benchmark:
@@ -44,16 +29,7 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "python -m rd train --data-root {params.root:q} --dataset {params.dataset} --category {wildcards.category}"
-        " --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
-        " --weights {params.weights:q} {params.projection}"
-        " --setting-name {wildcards.setting} --setting {params.setting:q}"
-        " --image-size {params.image_size} --epochs {params.epochs} --batch-size {params.batch_size}"
-        " --seed {wildcards.seed} --device {params.device} --threads {threads}"
-        " --eval-every {params.eval_every} {params.flags}"
-        " --validation-fraction {params.validation_fraction} --data-seed {params.data_seed} {params.lr_selection}"
         # Evaluate here too and stage it for the evaluate job, which then only publishes it.
-        # Not a param: a changed failure_cases re-evaluates (the evaluate rule's param), never retrains.
-        " --stage-evaluation --failure-cases {config[failure_cases]}"
-        " --out-dir {params.out_dir:q}"
-        " > {log:q} 2>&1"
+        # Not in the command param: a changed failure_cases re-evaluates (the evaluate rule's
+        # param), never retrains.
+        "{params.command} --stage-evaluation --failure-cases {config[failure_cases]} > {log:q} 2>&1"
