@@ -111,7 +111,13 @@ def student_flag(wildcards):
 
 
 def projection_flag(wildcards):
-    return "--projection" if config["backbones"][wildcards.backbone].get("projection") else ""
+    """Config false/true/guide -> --projection none/orthonormal/guide."""
+    value = config["backbones"][wildcards.backbone].get("projection", False)
+    return "--projection " + {False: "none", True: "orthonormal"}.get(value, str(value))
+
+
+def student_output_flag(wildcards):
+    return "--student-output " + config["backbones"][wildcards.backbone].get("student_output", "relu")
 
 
 def smoke_sizes():

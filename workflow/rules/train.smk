@@ -20,6 +20,7 @@ rule train:
         model=backbone_model,
         student=student_flag,
         projection=projection_flag,
+        student_output=student_output_flag,
         setting=setting_json,
         image_size=config["image_size"],
         epochs=config["epochs"],
@@ -41,7 +42,7 @@ rule train:
     shell:
         "python -m rd train --data-root {params.root:q} --dataset {params.dataset} --category {wildcards.category}"
         " --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
-        " --weights {params.weights:q} {params.projection}"
+        " --weights {params.weights:q} {params.projection} {params.student_output}"
         " --setting-name {wildcards.setting} --setting {params.setting:q}"
         " --image-size {params.image_size} --epochs {params.epochs} --batch-size {params.batch_size}"
         " --seed {wildcards.seed} --device {params.device} --threads {threads}"
