@@ -134,3 +134,29 @@ def test_recipe_table_covers_every_pinned_tag_and_tells_recipes_apart():
     lite = teacher_recipe(resolve_weights("efficientnet_lite0", "imagenet"))
     assert lite["top1"] is None and "not found" in lite["words"]
     assert teacher_recipe(resolve_weights("resnet18", "none"))["recipe"] == "none"
+
+
+def test_train_records_the_control_columns_in_train_json_and_summary(brick_root, tmp_path):
+    from rd.aggregate import build_summary
+    from rd.run import TrainConfig
+    from rd.train import train
+
+    rows = {}
+    for backbone in ("resnet18", "convnext_pico"):
+        out = tmp_path / backbone
+        cfg = TrainConfig(data_root=str(brick_root), category="brick", backbone=backbone, name=f"{backbone}_ctrl",
+                          student="resnet18", student_output="linear", image_size=64, epochs=1, batch_size=8,
+                          seed=3, device="cpu", threads=1)
+        record = train(cfg, out)
+        (out / "metrics.json").write_text(json.dumps({"category": "brick", "backbone": f"{backbone}_ctrl",
+                                                      "setting": "baseline", "seed": 3, "image_auroc": 0.5,
+                                                      "pixel_auroc": 0.5, "aupro": 0.5}))
+        assert record["student_output"] == "linear" and record["projection"] == "none"
+        assert record["teacher_recipe"] == "none" and record["teacher_top1"] is None
+        rows[backbone] = record
+    assert rows["resnet18"]["student_init_sha256"] == rows["convnext_pico"]["student_init_sha256"]
+    frame = build_summary([tmp_path / "resnet18", tmp_path / "convnext_pico"])
+    for col in ("student_output", "student_init_sha256", "teacher_recipe", "teacher_top1", "projection"):
+        assert col in frame.columns
+    assert set(frame["student_output"]) == {"linear"} and set(frame["projection"]) == {"none"}
+    assert frame["student_init_sha256"].nunique() == 1 and len(frame["student_init_sha256"].iloc[0]) == 64
