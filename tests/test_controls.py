@@ -1,5 +1,5 @@
 """The teacher-isolating control: a student that can fit signed features (linear output), one
-student for every teacher (orthonormal projection), one initialisation per seed, the guide's
+student for every teacher (orthonormal projection), one initialisation per seed, the proposed
 projection, the teacher-recipe table and the smoke test's sign measurements."""
 
 from __future__ import annotations

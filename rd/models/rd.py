@@ -180,7 +180,7 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
     (the official ResNet student) or ``linear`` (no final ReLU per output stage).
     ``projection``: ``none``; ``orthonormal`` (or True): a frozen orthonormal 1x1 embedding of
     each teacher stage into the channels of the timm ResNet named by ``student``, whose student
-    then follows exactly; ``guide``: the design guide's frozen 1x1 conv + BN + ReLU to ResNet-18's
+    then follows exactly; ``guide``: the originally proposed frozen 1x1 conv + BN + ReLU to ResNet-18's
     64/128/256 and resnet18's student. ``init_seed``: the student's own initialisation seed
     (seed torch before calling for the random teacher).
     """

@@ -73,7 +73,7 @@ class OrthonormalProjection(nn.Module):
 
 
 class GuideProjection(nn.Module):
-    """``projection: guide``: the design guide's frozen 1x1 conv (no bias) + BatchNorm + ReLU per
+    """``projection: guide``: the originally proposed frozen 1x1 conv (no bias) + BatchNorm + ReLU per
     stage to ResNet-18's 64/128/256. Its ReLU makes the teacher's features non-negative.
 
     Frozen with the teacher (a trainable projection would let teacher and student collapse to
