@@ -113,11 +113,13 @@ def student_flag(wildcards):
 def projection_flag(wildcards):
     """Config false/true/guide -> --projection none/orthonormal/guide."""
     value = config["backbones"][wildcards.backbone].get("projection", False)
-    return "--projection " + {False: "none", True: "orthonormal"}.get(value, str(value))
+    name = {False: "none", True: "orthonormal"}.get(value, str(value))
+    return f"--projection {name}"
 
 
 def student_output_flag(wildcards):
-    return "--student-output " + config["backbones"][wildcards.backbone].get("student_output", "relu")
+    output = config["backbones"][wildcards.backbone].get("student_output", "relu")
+    return f"--student-output {output}"
 
 
 def smoke_sizes():
