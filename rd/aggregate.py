@@ -45,15 +45,17 @@ from rd.metric_list import METRICS
 ID_COLUMNS = ["category", "backbone", "setting", "arm", "seed", "weights", "image_size", "epochs"]
 METRIC_COLUMNS = [m.name for m in METRICS]
 # What the teacher and student of a run were (from train.json): the fairness audit compares them.
-MODEL_COLUMNS = ["model", "teacher_tag", "pretraining", "weights_sha256", "student_family"]
+MODEL_COLUMNS = ["model", "teacher_tag", "pretraining", "weights_sha256", "student_family", "student_output",
+                 "student_init_sha256", "projection", "teacher_recipe"]
+TEACHER_COLUMNS = ["teacher_top1"]   # ImageNet-1k top-1 of the teacher's weights (rd.models.weights)
 RUN_COLUMNS = ["train_seconds", "peak_mem_mb", "final_loss", "eval_seconds"]
 # What training saw (rd.data.holdout) and where its lr came from (the setting, or lr_grid's selection).
 DATA_COLUMNS = ["validation_fraction", "n_train_images", "n_held_out", "held_out_source", "lr", "lr_source"]
 COST_COLUMNS = ["params_teacher", "params_bottleneck", "params_decoder", "params_student", "params_total",
                 "gflops_teacher", "gflops_student", "gflops_total", "latency_ms_batch1", "throughput_img_s"]
 BENCH_COLUMNS = ["bench_train_s", "bench_train_max_rss_mb", "bench_eval_s"]
-SUMMARY_COLUMNS = (ID_COLUMNS + MODEL_COLUMNS + METRIC_COLUMNS + RUN_COLUMNS + DATA_COLUMNS + COST_COLUMNS
-                   + BENCH_COLUMNS)
+SUMMARY_COLUMNS = (ID_COLUMNS + MODEL_COLUMNS + TEACHER_COLUMNS + METRIC_COLUMNS + RUN_COLUMNS + DATA_COLUMNS
+                   + COST_COLUMNS + BENCH_COLUMNS)
 DEFECT_PREFIX = "defect_auroc:"
 INTEGER_COLUMNS = ["image_size", "epochs", "n_train_images", "n_held_out", "params_teacher", "params_bottleneck", "params_decoder",
                    "params_student", "params_total"]
@@ -198,6 +200,15 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     row["pretraining"] = str(teacher.get("pretraining") or "unknown")
     row["weights_sha256"] = str(teacher.get("weights_sha256") or "")
     row["student_family"] = str(train.get("student_family") or "unknown")
+    # Records written before these keys existed: the official ReLU student, no projection.
+    row["student_output"] = str(train.get("student_output") or ("relu" if row["student_family"] == "resnet"
+                                                                 else "unknown"))
+    row["student_init_sha256"] = str(train.get("student_init_sha256") or "")
+    projection = train.get("projection", "none")
+    row["projection"] = ("legacy_1x1_bn" if projection is True else "none" if projection in (False, None)
+                         else str(projection))
+    row["teacher_recipe"] = str(train.get("teacher_recipe") or "unknown")
+    row["teacher_top1"] = _num(train.get("teacher_top1"))
     for col in METRIC_COLUMNS:
         row[col] = _num(metrics.get(col))
     row["train_seconds"] = _num(train.get("train_seconds"))

@@ -23,6 +23,14 @@ from rd.metric_list import METRICS as METRIC_INFO
 Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
                 "a timm ResNet whose student structure to copy (e.g. wide_resnet50_2)")
+# rd.models.rd.STUDENT_OUTPUTS / PROJECTION_CHOICES (listed here so that --help does not import torch)
+STUDENT_OUTPUTS = ["relu", "linear"]
+PROJECTIONS = ["none", "orthonormal", "guide"]
+OUTPUT_HELP = ("relu: the official ResNet student (non-negative outputs) | linear: no final ReLU per output "
+               "stage, so the student can fit signed teacher features")
+PROJECTION_HELP = ("none | orthonormal: frozen orthonormal 1x1 embedding of the teacher stages into the widths "
+                   "of the timm ResNet named by --student | guide: frozen 1x1 conv + BN + ReLU to 64/128/256 "
+                   "and resnet18's student")
 # The dataset readers (rd.data.DATASETS; listed here so that --help does not import rd.data).
 DATASETS = ["textures", "mvtec", "visa", "mvtec_ad2", "btad"]
 DATASET_HELP = "layout of --data-root: mvtec (also textures), visa, mvtec_ad2 or btad"
@@ -95,15 +103,23 @@ def _add_smoke(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="none")
     p.add_argument("--image-sizes", nargs="+", **params.arg("image_size", default=[128, 256]))
     p.add_argument("--student", default="auto", help=STUDENT_HELP)
-    p.add_argument("--projection", action="store_true", help="frozen 1x1 projection to ResNet channels")
+    p.add_argument("--student-output", choices=STUDENT_OUTPUTS, default="relu", help=OUTPUT_HELP)
+    p.add_argument("--projection", choices=PROJECTIONS, default="none", help=PROJECTION_HELP)
+    p.add_argument("--data-root", default=None, help="measure negative_fraction/loss_floor on this dataset's "
+                                                      "training images (default: a seeded random batch)")
+    p.add_argument("--dataset", choices=DATASETS, default="mvtec", help=DATASET_HELP)
+    p.add_argument("--category", default=None, help="the category whose training images to use (with --data-root)")
     p.add_argument("--out", required=True)
 
 
 def _run_smoke(a: argparse.Namespace) -> None:
     from rd.smoke import smoke_test
 
-    smoke_test(a.backbone, weights=a.weights, image_sizes=a.image_sizes,
-               projection=a.projection, student=a.student, out=a.out)
+    if (a.data_root is None) != (a.category is None):
+        raise RDError("--data-root and --category go together.", "pass both, or neither for a random batch.")
+    smoke_test(a.backbone, weights=a.weights, image_sizes=a.image_sizes, projection=a.projection,
+               student=a.student, student_output=a.student_output, data_root=a.data_root,
+               dataset=a.dataset, category=a.category, out=a.out)
 
 
 # --------------------------------------------------------------------------- complexity
@@ -113,8 +129,9 @@ def _add_complexity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", **params.arg("throughput_batch_size", default=16))
     p.add_argument("--threads", **params.arg("threads"))
     p.add_argument("--device", **params.arg("complexity_device", default="cpu"))
-    p.add_argument("--projection", action="store_true")
+    p.add_argument("--projection", choices=PROJECTIONS, default="none", help=PROJECTION_HELP)
     p.add_argument("--student", default="auto", help=STUDENT_HELP)
+    p.add_argument("--student-output", choices=STUDENT_OUTPUTS, default="relu", help=OUTPUT_HELP)
     p.add_argument("--name", default=None, help="the backbone's name in the config (default: --backbone)")
     p.add_argument("--out", required=True)
 
@@ -124,7 +141,7 @@ def _run_complexity(a: argparse.Namespace) -> None:
 
     measure_complexity(a.backbone, image_size=a.image_size, batch_size=a.batch_size,
                        threads=a.threads, device=a.device, projection=a.projection,
-                       student=a.student, name=a.name, out=a.out)
+                       student=a.student, student_output=a.student_output, name=a.name, out=a.out)
 
 
 # --------------------------------------------------------------------------- train
@@ -139,7 +156,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", default="auto", help=STUDENT_HELP)
     p.add_argument("--name", default="", help="the backbone's name in the config, runs are filed under it "
                                               "(default: --backbone)")
-    p.add_argument("--projection", action="store_true")
+    p.add_argument("--student-output", choices=STUDENT_OUTPUTS, default="relu", help=OUTPUT_HELP)
+    p.add_argument("--projection", choices=PROJECTIONS, default="none", help=PROJECTION_HELP)
     p.add_argument("--setting-name", default="baseline")
     p.add_argument("--setting", type=_json_arg, default={},
                    help='JSON, e.g. {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999]}')
@@ -178,7 +196,7 @@ def _train_config(a: argparse.Namespace, **override):
 
     values = dict(
         data_root=a.data_root, category=a.category, backbone=a.backbone, dataset=a.dataset, weights=a.weights,
-        projection=a.projection, student=a.student, name=a.name, setting_name=a.setting_name, setting=a.setting,
+        projection=a.projection, student=a.student, student_output=a.student_output, name=a.name, setting_name=a.setting_name, setting=a.setting,
         image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed,
         device=a.device, threads=a.threads, bf16=a.bf16, eval_every=a.eval_every,
         feature_cache=not a.no_feature_cache, validation_fraction=a.validation_fraction, data_seed=a.data_seed,

@@ -48,12 +48,14 @@ def _timed(fn, threads: int, min_run_time: float = 1.0) -> float:
 
 
 def measure_complexity(backbone: str, *, image_size: int, batch_size: int = 16, threads: int = 1,
-                       device: str = "cpu", projection: bool = False, student: str = "auto",
+                       device: str = "cpu", projection: str = "none", student: str = "auto",
+                       student_output: str = "relu",
                        name: str | None = None, out: str | os.PathLike | None = None) -> dict[str, Any]:
     """FLOPs, parameters, latency and throughput of the RD network (``name``: the config's name)."""
     torch.manual_seed(0)
     torch.set_num_threads(max(1, threads))
-    model = build_rd(backbone, "none", student=student, projection=projection).eval()
+    model = build_rd(backbone, "none", student=student, student_output=student_output,
+                     projection=projection).eval()
     x = torch.randn(1, 3, image_size, image_size)
     with torch.no_grad():
         feats = model.teacher(x)
@@ -85,7 +87,8 @@ def measure_complexity(backbone: str, *, image_size: int, batch_size: int = 16, 
     result = {
         "backbone": name or backbone, "model": backbone, "student": student,
         "student_family": model.spec.student.family,
-        "image_size": image_size, "projection": projection,
+        "student_output": model.spec.student.output,
+        "image_size": image_size, "projection": model.spec.projection,
         "flops_counting": FLOPS_CONVENTION,
         "gflops": {"teacher": f_teacher / 1e9, "bottleneck": f_bottleneck / 1e9, "decoder": f_decoder / 1e9,
                    "student": f_student / 1e9, "total": (f_teacher + f_student) / 1e9},

@@ -108,6 +108,7 @@ def _cross_errors(cfg):
             if not Path(weights).is_file():
                 lines.append(f"backbones.{name}.weights: file '{weights}' does not exist "
                              "(use none, imagenet, or the path to a local .pth/.safetensors file).")
+    lines += _student_errors(backbones)
     ds = cfg["dataset"]
     lines += _dataset_errors(ds)
     if ds["name"] != "textures":
@@ -160,6 +161,21 @@ def _predict_rule_errors(cfg: dict) -> list[str]:
     threshold = spec.get("threshold")
     if isinstance(threshold, float) and not math.isfinite(threshold):
         lines.append(f"predict.threshold: must be good, f1max or a finite number, got {threshold!r}.")
+    return lines
+
+
+def _student_errors(backbones: dict) -> list[str]:
+    """Projection and student must fit together (widths are checked by `smoke`, which builds it)."""
+    lines = []
+    for name, spec in backbones.items():
+        student, projection = spec.get("student", "auto"), spec.get("projection", False)
+        if projection is True and student in ("auto", "resnet", "convnext"):
+            lines.append(f"backbones.{name}: projection true embeds the teacher into the widths of a named "
+                         f"student, but student is '{student}'. Set student to a timm ResNet, e.g. "
+                         "student: wide_resnet50_2.")
+        if projection == "guide" and student not in ("auto", "resnet", "resnet18"):
+            lines.append(f"backbones.{name}: projection guide uses resnet18's student, not '{student}'. "
+                         "Drop student or set it to resnet18.")
     return lines
 
 

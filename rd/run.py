@@ -32,8 +32,9 @@ class TrainConfig:
     backbone: str
     dataset: str = "mvtec"
     weights: str = "none"
-    projection: bool = False
+    projection: str = "none"       # none | orthonormal | guide
     student: str = "auto"          # auto | resnet | convnext | a timm ResNet name (its student)
+    student_output: str = "relu"   # relu (official ResNet student) | linear (no final ReLU per stage)
     name: str = ""                 # the backbone's name in the config (default: the timm model)
     setting_name: str = "baseline"
     setting: dict[str, Any] = field(default_factory=dict)
@@ -78,12 +79,13 @@ def build_seeded(cfg: TrainConfig) -> RD:
     """
     seed_everything(cfg.seed)
     try:
-        return build_rd(cfg.backbone, cfg.weights, student=cfg.student, projection=cfg.projection)
+        return build_rd(cfg.backbone, cfg.weights, student=cfg.student, student_output=cfg.student_output,
+                        projection=cfg.projection, init_seed=cfg.seed)
     except ValueError as exc:  # an unknown student choice, a backbone without stride-4/8/16 stages
         raise RDError(f"Cannot build the RD network of {cfg.backbone_name} ({cfg.backbone}, student "
-                      f"{cfg.student!r}): {exc}.",
-                      "set the backbone's student to auto, resnet, convnext or a timm ResNet name, "
-                      "or pick another backbone.") from exc
+                      f"{cfg.student!r}, projection {cfg.projection}): {exc}.",
+                      "set the backbone's student to auto, resnet, convnext or a timm ResNet name (with "
+                      "projection true: a ResNet at least as wide as the teacher), or pick another backbone.") from exc
 
 
 def teacher_fingerprint(model: RD) -> str:
@@ -154,6 +156,11 @@ def config_from_dict(cfg: Any, path: str | os.PathLike) -> TrainConfig:
         what = "; ".join(p for p in (f"keys unknown here: {', '.join(unknown)}" if unknown else "",
                                      f"keys missing: {', '.join(missing)}" if missing else "") if p)
         raise RDError(f"{path} was written by another version of rd ({what}).", retrain)
+    if cfg.get("projection") is False:   # written before projection had three values
+        cfg = {**cfg, "projection": "none"}
+    elif cfg.get("projection") is True:  # the old 1x1+BN projection no longer exists
+        raise RDError(f"{path} was trained with the old projection (1x1 conv + BatchNorm), which this "
+                      "version no longer builds.", retrain)
     for key in ("image_size", "epochs", "batch_size", "seed"):
         if RULES[key].violation(cfg.get(key, getattr(TrainConfig, key))):
             raise RDError(f"{path} holds an invalid training config ({key}={cfg[key]!r}).", retrain)

@@ -41,23 +41,60 @@ def check_shapes(model: torch.nn.Module, image_size: int) -> list[list[int]]:
     return [list(a.shape[1:]) for a in t]
 
 
+SIGN_BATCH = 8  # images in the fixed batch on which the teacher's feature signs are measured
+
+
+@torch.no_grad()
+def feature_signs(teacher_feats: Sequence[torch.Tensor]) -> dict[str, list[float] | float]:
+    """Per stage, the fraction of negative teacher feature values, and the loss floor of a
+    non-negative student: min over s >= 0 of 1 - cos(t, s) over the flattened map is
+    1 - ||t+|| / ||t|| (t+ = max(t, 0)); batch mean per stage, summed over stages."""
+    negative, floors = [], []
+    for t in teacher_feats:
+        flat = t.flatten(1).double()
+        negative.append(float((flat < 0).double().mean()))
+        norm = flat.norm(dim=1).clamp_min(1e-12)
+        floors.append(float((1 - flat.clamp_min(0).norm(dim=1) / norm).mean()))
+    return {"negative_fraction": negative, "loss_floor_per_stage": floors, "loss_floor": float(sum(floors))}
+
+
+def _sign_batch(image_size: int, data_root: str | None, dataset: str, category: str | None) -> tuple[torch.Tensor, str]:
+    """A fixed batch: SIGN_BATCH training images picked with seed 0, else seeded N(0, 1) noise."""
+    if data_root is None:
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(SIGN_BATCH, 3, image_size, image_size, generator=g), "random normal batch (seed 0)"
+    from rd.data import load_split
+
+    images = load_split(data_root, category, "train", image_size, dataset=dataset)["images"]
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(images), generator=g)[:SIGN_BATCH].sort().values
+    return images[idx], f"{len(idx)} training images of {dataset}/{category} (picked with seed 0)"
+
+
 def smoke_test(backbone: str, *, weights: str = "none", image_sizes: Sequence[int] = (128, 256),
-               projection: bool = False, student: str = "auto",
+               projection: str = "none", student: str = "auto", student_output: str = "relu",
+               data_root: str | None = None, dataset: str = "mvtec", category: str | None = None,
                out: str | os.PathLike | None = None) -> dict[str, Any]:
     for size in image_sizes:
         if size % 32:
             raise RDError(f"image size {size} is not a multiple of 32.", "RD needs stride-32 embeddings; use e.g. 128 or 256.")
     torch.manual_seed(0)
     try:
-        model = build_rd(backbone, weights, student=student, projection=projection)
-    except ValueError as exc:  # an unknown student choice
-        raise RDError(f"Cannot build {backbone} with student {student!r}: {exc}.",
-                      "set the backbone's student to auto, resnet, convnext or a timm ResNet name.") from exc
+        model = build_rd(backbone, weights, student=student, student_output=student_output,
+                         projection=projection, init_seed=0)
+    except ValueError as exc:  # an unknown student choice, a width-reducing projection
+        raise RDError(f"Cannot build {backbone} with student {student!r}, projection {projection}: {exc}.",
+                      "set the backbone's student to auto, resnet, convnext or a timm ResNet name (with "
+                      "projection true: a ResNet at least as wide as the teacher).") from exc
     trainable_teacher = count_params(model.teacher, trainable_only=True)
     if trainable_teacher:
         raise RDError(f"Teacher of {backbone} has {trainable_teacher} trainable parameters.", "this is a bug: report it.")
+    batch, batch_source = _sign_batch(image_sizes[0] if image_sizes else 128, data_root, dataset, category)
+    signs = feature_signs(model.teacher(batch))
     result = {
-        "backbone": backbone, "weights": weights, "projection": projection, "ok": True,
+        "backbone": backbone, "weights": weights, "projection": model.spec.projection, "ok": True,
+        "student_output": model.spec.student.output,
+        **signs, "sign_batch": batch_source,
         "teacher_weights": model.teacher_weights.to_dict() if model.teacher_weights else None,
         "channels": list(model.teacher.channels), "strides": list(model.teacher.strides),
         "student": model.spec.to_dict()["student"],

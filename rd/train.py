@@ -31,8 +31,8 @@ from rd import io
 from rd.errors import RDError
 from rd.loss import cosine_distillation_loss
 from rd.inference import image_scores, predict, predict_from_features
-from rd.models import RD, count_params
-from rd.models.weights import RANDOM_TEACHER_INIT
+from rd.models import RD, count_params, student_init_sha256
+from rd.models.weights import RANDOM_TEACHER_INIT, teacher_recipe
 from rd.optim import make_optimizer, make_scheduler, weight_decay_rule
 from rd.run import TrainConfig, build_seeded, load_student, model_checkpoint
 
@@ -200,6 +200,7 @@ class TrainingSetup:
     steps_per_epoch: int
     autocast: Any
     batch_size: int
+    student_init_sha256: str = ""
 
     def build_feature_cache(self) -> list[torch.Tensor] | None:
         """The teacher's features of every training image, or None when they would not fit."""
@@ -211,7 +212,9 @@ class TrainingSetup:
 def prepare_training(cfg: TrainConfig, images: torch.Tensor, device: torch.device) -> TrainingSetup:
     """The run's seeded network, optimizer (weight decay grouped) and per-step schedule."""
     channels_last = device.type == "cuda"
-    model = build_seeded(cfg).to(device)
+    model = build_seeded(cfg)
+    init_sha = student_init_sha256(model)  # before any checkpoint is loaded into it
+    model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(student_modules(model), cfg.setting)
@@ -219,7 +222,7 @@ def prepare_training(cfg: TrainConfig, images: torch.Tensor, device: torch.devic
     scheduler = make_scheduler(optimizer, cfg.setting, steps_per_epoch, cfg.epochs)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else torch.autocast("cpu", enabled=False)
     return TrainingSetup(model, optimizer, scheduler, images, device, channels_last, steps_per_epoch, autocast,
-                         cfg.batch_size)
+                         cfg.batch_size, init_sha)
 
 
 def student_modules(model: RD) -> torch.nn.Module:
@@ -227,11 +230,17 @@ def student_modules(model: RD) -> torch.nn.Module:
     return torch.nn.ModuleDict({"bottleneck": model.bottleneck, "decoder": model.decoder})
 
 
-def run_record(model: RD, cfg: TrainConfig) -> dict[str, Any]:
+def run_record(model: RD, cfg: TrainConfig, init_sha256: str = "") -> dict[str, Any]:
     """What defines the run's network and recipe, recorded in train.json for the fairness audit."""
     s = model.spec.student
     weights = model.teacher_weights
+    recipe = teacher_recipe(weights)
     return {
+        "student_output": s.output, "student_init_sha256": init_sha256 or student_init_sha256(model),
+        "projection": model.spec.projection, "projection_channels": model.spec.projection_channels,
+        "projection_seed": model.spec.projection_seed,
+        "teacher_recipe": recipe["recipe"], "teacher_top1": recipe["top1"],
+        "teacher_recipe_words": recipe["words"], "teacher_recipe_source": recipe["source"],
         "backbone": cfg.backbone_name, "model": cfg.backbone,
         "teacher": weights.to_dict() if weights is not None else None,
         "random_teacher_init": RANDOM_TEACHER_INIT if weights is not None and weights.kind == "random" else None,
@@ -385,13 +394,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
         model.eval()
         summary = {
             **{k: v for k, v in asdict(cfg).items() if k in ("category", "backbone", "weights", "seed",
-                                                             "image_size", "epochs", "batch_size", "projection")},
+                                                             "image_size", "epochs", "batch_size")},
             "setting": cfg.setting_name, "setting_params": cfg.setting,
             "lr_selection": cfg.lr_selection,
             # What training saw of train/good, and what it did not (rd.data.holdout).
             "validation_fraction": cfg.validation_fraction, "n_train_images": int(len(images)),
             "held_out": {k: v for k, v in held_out.record().items() if k != "files"},
-            **run_record(model, cfg),
+            **run_record(model, cfg, setup.student_init_sha256),
             # What the fairness audit compares, recorded rather than assumed.
             "preprocessing": f"resize to {cfg.image_size} px (bilinear, antialias; masks nearest), ImageNet mean/std",
             "augmentation": "none",

@@ -88,7 +88,8 @@ def test_torchvision_convnext_stage_taps():
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(backbone="resnet18"), dict(backbone="convnext_pico"), dict(backbone="convnext_pico", projection=True),
+    dict(backbone="resnet18"), dict(backbone="convnext_pico"), dict(backbone="convnext_pico", projection="guide"),
+    dict(backbone="convnext_pico", student="resnet18", projection=True),
     dict(backbone="convnext_atto", student="resnet"), dict(backbone="efficientnet_lite0"),
 ])
 def test_teacher_frozen_and_stays_eval(kwargs):
@@ -101,11 +102,14 @@ def test_teacher_frozen_and_stays_eval(kwargs):
     assert model.decoder.training
 
 
-def test_projection_variant_gives_resnet18_student():
-    model = build_rd("convnext_pico", projection=True)
+def test_projection_variants_give_the_named_students():
+    model = build_rd("convnext_pico", projection="guide")
     assert model.teacher.channels == (64, 128, 256)
     assert model.teacher.projection is not None
     assert student_params(model) == 15_383_168
+    with torch.device("meta"):
+        wide = build_rd("convnext_pico", student="wide_resnet50_2", projection=True)
+    assert wide.teacher.channels == (256, 512, 1024) and student_params(wide) == 83_802_624
 
 
 def test_student_receives_no_gradient_into_teacher():

@@ -665,7 +665,8 @@ UNQUOTED_OK = {
     "params.seed": "schema integer", "params.eval_every": "schema integer", "params.failure_cases": "schema integer",
     "params.sizes": "schema integers", "params.device": "schema pattern auto|cpu|cuda[:N]",
     "params.dataset": "schema enum textures|mvtec",
-    "params.projection": "fixed flag or nothing", "params.flags": "fixed flags", "params.generate": "--flag <int> pairs",
+    "params.projection": "--projection + schema enum (none|orthonormal|guide)",
+    "params.student_output": "--student-output + schema enum relu|linear", "params.flags": "fixed flags", "params.generate": "--flag <int> pairs",
 }
 
 

@@ -162,12 +162,14 @@ def test_mvtec_preset_dag(tmp_path):
     assert preset["image_size"] == 256 and preset["batch_size"] == 16 and preset["epochs"] == 200
     assert preset["backbones"]["wide_resnet50_2"]["weights"] == "imagenet"
     n_runs = 15 * len(preset["seeds"]) * len(preset["arms"])
-    assert n_runs == 15 * 3 * 5  # 4 arms + the control (ConvNeXt-T teacher, ResNet student)
-    assert preset["backbones"]["convnext_tiny_rs"] == {"model": "convnext_tiny", "weights": "imagenet",
-                                                       "student": "wide_resnet50_2"}
+    assert n_runs == 15 * 3 * 8  # 4 arms + the control pair + the tv2 recipe arm + the guide's system
+    assert preset["backbones"]["convnext_tiny_ctrl"] == {"model": "convnext_tiny", "weights": "imagenet",
+                                                         "student": "wide_resnet50_2", "student_output": "linear",
+                                                         "projection": True}
+    assert preset["comparisons"][0] == ["wide_resnet50_2_ctrl/baseline", "convnext_tiny_ctrl/baseline"]
     lr_select, lr_gather = lr_selection_jobs(preset)
     assert lr_gather == 2  # the two tuned arms choose their lr from the grid
-    assert counts(jobs) == Counter(prepare_data=15, smoke=3, complexity=3, train=n_runs, evaluate=n_runs,
+    assert counts(jobs) == Counter(prepare_data=15, smoke=6, complexity=6, train=n_runs, evaluate=n_runs,
                                    lr_select=lr_select, lr_gather=lr_gather,
                                    aggregate=1, stats=1, write_config=1, report=1, all=1)
     # the selection runs on the first category and seed only, one job per grid value
@@ -181,6 +183,13 @@ def test_mvtec_preset_dag(tmp_path):
             assert "mem_mb=" in info["_resources"]
         elif rule != "complexity":
             assert not re.search(r"\bgpu=1\b", info.get("_resources", "")), (rule, info)
+    # config projection true/guide and student_output reach every command as CLI values
+    shell = snakemake(wd, "-n", "-p", "--configfile", "workflow/configs/mvtec_ad.yaml", "--config",
+                      f"dataset={{root: {root}}}").stdout
+    assert re.search(r"--name convnext_tiny_ctrl --student wide_resnet50_2 .*--projection orthonormal "
+                     r"--student-output linear", shell)
+    assert re.search(r"--name convnext_tiny_guide .*--projection guide --student-output relu", shell)
+    assert re.search(r"--name wide_resnet50_2 .*--projection none --student-output relu", shell)
     # the user's root is validated, never generated into
     assert not (wd / "data").exists()
 

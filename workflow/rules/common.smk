@@ -144,7 +144,15 @@ def student_flag(wildcards):
 
 
 def projection_flag(wildcards):
-    return "--projection" if config["backbones"][wildcards.backbone].get("projection") else ""
+    """Config false/true/guide -> --projection none/orthonormal/guide."""
+    value = config["backbones"][wildcards.backbone].get("projection", False)
+    name = {False: "none", True: "orthonormal"}.get(value, str(value))
+    return f"--projection {name}"
+
+
+def student_output_flag(wildcards):
+    output = config["backbones"][wildcards.backbone].get("student_output", "relu")
+    return f"--student-output {output}"
 
 
 def smoke_sizes():

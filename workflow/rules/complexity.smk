@@ -12,6 +12,7 @@ rule complexity:
         batch_size=config["complexity"]["batch_size"],
         device=config["complexity"]["device"],
         projection=projection_flag,
+        student_output=student_output_flag,
         model=backbone_model,
         student=student_flag,
     log:
@@ -29,4 +30,4 @@ rule complexity:
         "python -m rd complexity --backbone {params.model} --name {wildcards.backbone} --student {params.student}"
         " --image-size {params.image_size}"
         " --batch-size {params.batch_size} --threads {threads} --device {params.device}"
-        " {params.projection} --out {output:q} > {log:q} 2>&1"
+        " {params.projection} {params.student_output} --out {output:q} > {log:q} 2>&1"

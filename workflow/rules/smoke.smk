@@ -12,6 +12,7 @@ rule smoke:
         model=backbone_model,
         student=student_flag,
         projection=projection_flag,
+        student_output=student_output_flag,
         sizes=smoke_sizes(),
     log:
         "logs/smoke/{backbone}.log",
@@ -25,4 +26,4 @@ rule smoke:
         "../../environment.yml"
     shell:
         "python -m rd smoke --backbone {params.model} --student {params.student} --weights {params.weights:q}"
-        " --image-sizes {params.sizes} {params.projection} --out {output:q} > {log:q} 2>&1"
+        " --image-sizes {params.sizes} {params.projection} {params.student_output} --out {output:q} > {log:q} 2>&1"
