@@ -37,6 +37,7 @@ rule train:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=GPU_PER_RUN,
+        stage_failure_cases=int(config["failure_cases"]),
     conda:
         "../../environment.yml"
     shell:
@@ -48,6 +49,7 @@ rule train:
         " --seed {wildcards.seed} --device {params.device} --threads {threads}"
         " --eval-every {params.eval_every} {params.flags} --out-dir {params.out_dir:q}"
         # Evaluate here too and stage it for the evaluate job, which then only publishes it.
-        # Not a param: a changed failure_cases re-evaluates (the evaluate rule's param), never retrains.
-        " --stage-evaluation --failure-cases {config[failure_cases]}"
+        # A resource, not a param: a changed failure_cases re-evaluates (the evaluate rule's
+        # param), never retrains.
+        " --stage-evaluation --failure-cases {resources.stage_failure_cases}"
         " > {log:q} 2>&1"
