@@ -26,10 +26,11 @@ rule train:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=GPU_PER_RUN,
+        stage_failure_cases=int(config["failure_cases"]),
     conda:
         "../../environment.yml"
     shell:
         # Evaluate here too and stage it for the evaluate job, which then only publishes it.
-        # Not in the command param: a changed failure_cases re-evaluates (the evaluate rule's
+        # A resource, not a param: a changed failure_cases re-evaluates (the evaluate rule's
         # param), never retrains.
-        "{params.command} --stage-evaluation --failure-cases {config[failure_cases]} > {log:q} 2>&1"
+        "{params.command} --stage-evaluation --failure-cases {resources.stage_failure_cases} > {log:q} 2>&1"
