@@ -275,3 +275,37 @@ def test_bootstrap_defaults_are_10000_resamples_seeded_0(tmp_path):
     assert set(out["metric"]) == {"image_auroc"} and set(read_stats(tmp_path / "stats.csv")["metric"]) == {"image_auroc"}
     row = out[out["reading"] == "across_categories"].iloc[0]
     assert (row["boot_ci_low"], row["boot_ci_high"]) == (expected[0], expected[1])
+    # the same defaults in paired_test and bootstrap_ci called directly, and per category (n = seeds)
+    from rd.stats import bootstrap_ci
+
+    direct = paired_test(np.array(a), np.array(b))
+    assert (direct["boot_ci_low"], direct["boot_ci_high"]) == (expected[0], expected[1])
+    assert bootstrap_ci(d) == (expected[0], expected[1])
+    seeds = pd.DataFrame([{"arm": arm, "category": "c0", "seed": s, "image_auroc": v[s]}
+                          for arm, v in (("r/base", a), ("c/base", b)) for s in range(5)])
+    per_cat = compute_stats(seeds, [("r/base", "c/base")], ["image_auroc"])
+    row = per_cat[per_cat["reading"] == "per_category:c0"].iloc[0]
+    assert (row["boot_ci_low"], row["boot_ci_high"]) == (expected[0], expected[1])
+
+
+def test_spread_is_relative_to_the_larger_arm():
+    """The tolerance is 1e-9 times the largest |value| of either arm: a spread of 1e-10 next to
+    values of 1 is rounding whichever arm holds the 1s; a spread of 1e-9 next to values of 100
+    is too (1e-9 <= 1e-7), while dividing instead of multiplying would call it real."""
+    ones = np.array([1.0, 1.0 + 1e-10, 1.0])
+    for a, b in ((np.zeros(3), ones), (ones, np.zeros(3))):
+        assert math.isnan(paired_test(a, b)["p"])
+    a = np.array([100.0, 101.0, 102.0])
+    assert math.isnan(paired_test(a, a + np.array([1.0, 1.0 + 1e-9, 1.0]))["p"])
+
+
+def test_wilcoxon_runs_from_6_differences_with_the_exact_p():
+    """Six positive differences: every sign pattern is equally likely under H0, the observed one
+    is the most extreme of 2^6, so the exact two-sided p = 2 / 64 = 0.03125. Five: not run."""
+    a = np.array([0.80, 0.70, 0.90, 0.60, 0.75, 0.85])
+    d = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
+    row = paired_test(a, a + d)
+    assert row["wilcoxon_p"] == pytest.approx(0.03125, abs=1e-12)
+    assert math.isnan(paired_test(a[:5], a[:5] + d[:5])["wilcoxon_p"])
+    # six differences but one zero: 5 non-zero, not run
+    assert math.isnan(paired_test(a, a + np.array([0.0, 0.02, 0.03, 0.04, 0.05, 0.06]))["wilcoxon_p"])
