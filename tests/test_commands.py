@@ -62,6 +62,10 @@ def _dry_run_train_commands(wd: Path, preset: str, overrides: dict) -> dict[str,
         if line.startswith("Shell command: python -m rd train "):
             command = line.removeprefix("Shell command: ").rsplit(" > ", 1)[0]
             argv = shlex.split(command)
+            # the rule also evaluates in-process and stages it for `evaluate` (rd.staging): no
+            # effect on the trained model, so not part of the command that reproduces the run
+            assert argv[-3:-1] == ["--stage-evaluation", "--failure-cases"], argv[-4:]
+            argv = argv[:-3]
             out[argv[argv.index("--out-dir") + 1]] = argv
     return out
 
