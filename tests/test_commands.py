@@ -134,15 +134,15 @@ def test_every_built_command_parses_with_the_cli(preset, tmp_path):
 def test_new_backbone_keys_become_flags():
     """student_output and projection (false | true | guide) reach the command line."""
     _, config = _preset("config.yaml", Path("unused"))
-    config["backbones"]["convnext_pico_rs"].update(student_output="linear", projection=True)
-    argv = train_command(config, "convnext_pico_rs", "baseline", "grass", 0, "out")
+    config["backbones"]["convnext_pico_ctrl"].update(student_output="linear", projection=True)
+    argv = train_command(config, "convnext_pico_ctrl", "baseline", "grass", 0, "out")
     assert argv[argv.index("--student-output") + 1] == "linear"
     assert argv[argv.index("--projection") + 1] == "orthonormal"
-    config["backbones"]["convnext_pico_rs"]["projection"] = "guide"
-    argv = train_command(config, "convnext_pico_rs", "baseline", "grass", 0, "out")
+    config["backbones"]["convnext_pico_ctrl"]["projection"] = "guide"
+    argv = train_command(config, "convnext_pico_ctrl", "baseline", "grass", 0, "out")
     assert argv[argv.index("--projection") + 1] == "guide"
-    config["backbones"]["convnext_pico_rs"]["projection"] = False
-    assert "--projection" not in train_command(config, "convnext_pico_rs", "baseline", "grass", 0, "out")
+    config["backbones"]["convnext_pico_ctrl"]["projection"] = False
+    assert "--projection" not in train_command(config, "convnext_pico_ctrl", "baseline", "grass", 0, "out")
     config["bf16"], config["feature_cache"] = True, False
     argv = train_command(config, "resnet18", "baseline", "grass", 0, "out")
     assert "--bf16" in argv and "--no-feature-cache" in argv
