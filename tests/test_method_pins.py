@@ -309,3 +309,22 @@ def test_wilcoxon_runs_from_6_differences_with_the_exact_p():
     assert math.isnan(paired_test(a[:5], a[:5] + d[:5])["wilcoxon_p"])
     # six differences but one zero: 5 non-zero, not run
     assert math.isnan(paired_test(a, a + np.array([0.0, 0.02, 0.03, 0.04, 0.05, 0.06]))["wilcoxon_p"])
+
+
+# --------------------------------------------------------------------------- lr schedule
+def test_cosine_schedule_with_warmup_by_hand():
+    """2 steps/epoch × 3 epochs = 6 steps, warm-up 1 epoch = 2 steps, lr 0.01 -> min_lr 0.001
+    (floor 0.1). Warm-up (step + 1) / 3: 1/3, 2/3; then progress (step - 2) / 4 and
+    0.1 + 0.9 · (1 + cos(pi · progress)) / 2: step 2 -> 1, step 3 -> 0.1 + 0.45 (1 + cos(pi/4))
+    = 0.868198, step 4 -> 0.55, step 6 and later -> 0.1 (progress capped at 1)."""
+    from rd.optim import make_optimizer, make_scheduler
+
+    net = torch.nn.Linear(2, 2)
+    setting = {"optimizer": "adamw", "lr": 0.01, "schedule": "cosine", "warmup_epochs": 1, "min_lr": 0.001}
+    factor = make_scheduler(make_optimizer(net, setting), setting, steps_per_epoch=2, epochs=3).lr_lambdas[0]
+    expected = [1 / 3, 2 / 3, 1.0, 0.1 + 0.45 * (1 + math.cos(math.pi / 4)), 0.55,
+                0.1 + 0.45 * (1 + math.cos(3 * math.pi / 4)), 0.1, 0.1]
+    assert [factor(s) for s in range(8)] == pytest.approx(expected, abs=1e-12)
+    assert expected[3] == pytest.approx(0.868198, abs=1e-6)
+    const = {"optimizer": "adam", "lr": 0.005}
+    assert make_scheduler(make_optimizer(net, const), const, 2, 3).lr_lambdas[0](4) == 1.0
