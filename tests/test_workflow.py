@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers.workflow_runner import copy_workflow, env, snakemake  # noqa: F401 (env: used by other tests)
+
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "environment.yml", "workflow"]
 RULES = ["prepare_data", "smoke", "complexity", "lr_select", "lr_gather", "train", "evaluate", "aggregate", "stats",
          "write_config", "report", "all"]
 MVTEC_CATEGORIES = ["bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -46,34 +47,6 @@ TINY_PNG = _png()
 
 
 # --------------------------------------------------------------------------- helpers
-def copy_workflow(dest: Path, with_rd: bool = False) -> Path:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES + (["rd"] if with_rd else []):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
-
-
-def env() -> dict:
-    """The test's interpreter first on PATH: rules call plain `python -m rd`."""
-    e = dict(os.environ)
-    e["PATH"] = str(Path(sys.executable).parent) + os.pathsep + e.get("PATH", "")
-    e["OMP_NUM_THREADS"] = "1"
-    return e
-
-
-def snakemake(cwd: Path, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
 def dry_run(cwd: Path, *args: str) -> list[tuple[str, dict]]:
     """Jobs a dry run would execute: (rule, wildcards) per job; the job's resources line is
     under the key "_resources"."""
