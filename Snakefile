@@ -21,7 +21,8 @@ report: "workflow/report/workflow.rst"
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
-    category=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",  # rd.params.CATEGORY_PATTERN
+    # category: rd.params.CATEGORY_PATTERN (one folder name, never "." or "..")
+    category=r"[A-Za-z0-9_-][A-Za-z0-9_.-]*",
     backbone=r"[A-Za-z0-9_.]+",
     setting=r"[A-Za-z0-9_.-]+",
     seed=r"[0-9]+",

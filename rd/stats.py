@@ -403,7 +403,7 @@ def _finish_verdicts(frame) -> None:
 
 def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iterable[str] | None = None,
                   *, n_boot: int = 10_000, seed: int = 0, primary_metric: str = DEFAULT_PRIMARY,
-                  image_scores: Mapping | None = None):
+                  image_scores: Mapping | None = None, min_units: int = MIN_UNITS):
     """stats.csv as a DataFrame from a summary DataFrame (see the module docstring).
 
     ``image_scores``: ``{(arm, category, seed): scores.csv frame}`` (``read_image_scores``); with
@@ -456,7 +456,7 @@ def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iter
             per_cat = paired.groupby("category", sort=True)[["a", "b"]].mean()
             row = dict(base, reading=ACROSS, unit="categories",
                        **paired_test(per_cat["a"].to_numpy(), per_cat["b"].to_numpy(), n_boot=n_boot, seed=seed,
-                                     unit="categories"))
+                                     unit="categories", min_units=min_units))
             extras = []
             if not summary.loc[summary["arm"].isin([a, b]), metric].notna().any():
                 extras.append(f"no run of these arms has a {metric} value (all NaN in the summary)")
@@ -474,7 +474,7 @@ def compute_stats(summary, comparisons: Sequence[tuple[str, str]], metrics: Iter
                 sub = paired[paired["category"] == cat]
                 rows.append(dict(base, reading=PER_CATEGORY + cat, unit="seeds",
                                  **paired_test(sub["a"].to_numpy(), sub["b"].to_numpy(), n_boot=n_boot, seed=seed,
-                                               unit="seeds")))
+                                               unit="seeds", min_units=min_units)))
             if image_scores is not None and metric == "image_auroc":
                 for cat in categories:
                     rows.append(dict(base, reading=PER_CATEGORY_IMAGES + cat, unit="test images",

@@ -213,10 +213,16 @@ def test_cli_textures_generate_then_seed_conflict(tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = json.loads(out.read_text())
     assert (m["dataset"], m["category"], m["seed"], m["generated"], m["n_train"]) == ("textures", "grass", 2, True, 100)
-    out2 = tmp_path / "m2.json"
+    out2 = tmp_path / "m2.json"   # only generated files in it: a new seed regenerates it
     proc = _cli("--dataset", "textures", "--root", str(root), "--category", "grass", "--seed", "3", "--out", str(out2))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out2.read_text())["seed"] == 3
+    (root / "grass" / "notes.txt").write_text("mine")   # now it holds a user file: refused, kept
+    out3 = tmp_path / "m3.json"
+    proc = _cli("--dataset", "textures", "--root", str(root), "--category", "grass", "--seed", "4", "--out", str(out3))
     _assert_one_error_line(proc, root / "grass")
-    assert "--seed 2" in proc.stderr and not out2.exists()
+    assert "notes.txt" in proc.stderr and not out3.exists()
+    assert (root / "grass" / "notes.txt").read_text() == "mine"
 
 
 def test_cli_unknown_texture(tmp_path):

@@ -432,7 +432,7 @@ def test_visa_categories_override(tmp_path, monkeypatch):
     wd = tw.copy_workflow(tmp_path / "wf")
     jobs, _ = _dry_run_with_text(monkeypatch, wd, "--configfile", "workflow/configs/visa.yaml",
                                  "--config", f"dataset={{root: {root}, categories: [pcb1]}}", "seeds=[0]")
-    assert tw.counts(jobs)["prepare_data"] == 1 and tw.counts(jobs)["train"] == 5  # the 5 arms, 1 seed
+    assert tw.counts(jobs)["prepare_data"] == 1 and tw.counts(jobs)["train"] == 8  # the 8 arms of the preset, 1 seed
     assert {w["category"] for r, w in jobs if r == "train"} == {"pcb1"}
 
 

@@ -157,7 +157,7 @@ def test_a_spread_of_2e_6_near_0_9_is_tested():
     sqrt(2.1875 / 3) e-6 = 0.853913e-6, t = 0.125 / (0.853913 / 2) = 0.292770, df 3."""
     a = np.array([0.90, 0.91, 0.92, 0.93])
     b = a + np.array([1e-6, -1e-6, 0.5e-6, 0.0])
-    row = paired_test(a, b)
+    row = paired_test(a, b, min_units=2)
     assert row["note"] == ""
     assert row["t"] == pytest.approx(0.292770, rel=1e-5)
     # the p of that t from the t distribution itself (not ttest_rel): two tails, df 3
@@ -200,13 +200,13 @@ def _check_hand_row(row: dict) -> None:
 def test_paired_test_hand_values_on_three_category_means():
     a = [np.mean(HAND[c][0]) for c in HAND]
     b = [np.mean(HAND[c][1]) for c in HAND]
-    _check_hand_row(paired_test(np.array(a), np.array(b)))
+    _check_hand_row(paired_test(np.array(a), np.array(b), min_units=2))
 
 
 def test_across_categories_averages_seeds_first_hand_values():
     rows = [{"arm": arm, "category": cat, "seed": seed, "image_auroc": values[i][seed]}
             for cat, values in HAND.items() for i, arm in enumerate(("r/base", "c/base")) for seed in (0, 1)]
-    frame = compute_stats(pd.DataFrame(rows), [("r/base", "c/base")], ["image_auroc"])
+    frame = compute_stats(pd.DataFrame(rows), [("r/base", "c/base")], ["image_auroc"], min_units=2)
     across = frame[frame["reading"] == "across_categories"]
     assert len(across) == 1
     _check_hand_row(across.iloc[0].to_dict())
@@ -218,7 +218,7 @@ def test_across_categories_averages_seeds_first_hand_values():
 def test_across_row_units_and_no_note_when_every_run_has_its_partner():
     rows = [{"arm": arm, "category": cat, "seed": seed, "image_auroc": values[i][seed]}
             for cat, values in HAND.items() for i, arm in enumerate(("r/base", "c/base")) for seed in (0, 1)]
-    frame = compute_stats(pd.DataFrame(rows), [("r/base", "c/base")], ["image_auroc"])
+    frame = compute_stats(pd.DataFrame(rows), [("r/base", "c/base")], ["image_auroc"], min_units=2)
     across = frame[frame["reading"] == "across_categories"].iloc[0]
     assert across["unit"] == "categories" and across["note"] == ""
     assert set(frame.loc[frame["reading"] != "across_categories", "unit"]) == {"seeds"}
@@ -235,13 +235,13 @@ def test_runs_without_a_value_or_partner_are_counted_in_the_note():
     nan = float("nan")
     # c0: a NaN in arm a, c1: a NaN in arm b -> 2 runs without a value, 2 pairs left (c2, c3)
     summary = _runs([nan, 0.8, 0.7, 0.9], [0.85, nan, 0.75, 0.92])
-    across = compute_stats(summary, [("r/base", "c/base")], ["image_auroc"]).iloc[0]
+    across = compute_stats(summary, [("r/base", "c/base")], ["image_auroc"], min_units=2).iloc[0]
     assert across["n"] == 2
     assert "2 run(s) without a image_auroc value (NaN) dropped with their partner" in across["note"]
     assert "without a partner" not in across["note"]
     # c3 of arm b missing: one run without its partner
     lonely = _runs([0.8, 0.7, 0.9], [0.85, 0.71])
-    across = compute_stats(lonely, [("r/base", "c/base")], ["image_auroc"]).iloc[0]
+    across = compute_stats(lonely, [("r/base", "c/base")], ["image_auroc"], min_units=2).iloc[0]
     assert across["n"] == 2 and across["note"] == "1 run(s) without a partner sharing (category, seed) dropped"
 
 
@@ -251,7 +251,7 @@ def test_two_summary_rows_of_one_run_are_refused_even_with_different_values():
     from rd.errors import RDError
 
     with pytest.raises(RDError, match="two rows for arm r/base, category c0, seed 0"):
-        compute_stats(summary, [("r/base", "c/base")], ["image_auroc"])
+        compute_stats(summary, [("r/base", "c/base")], ["image_auroc"], min_units=2)
 
 
 def test_bootstrap_defaults_are_10000_resamples_seeded_0(tmp_path):
@@ -262,7 +262,7 @@ def test_bootstrap_defaults_are_10000_resamples_seeded_0(tmp_path):
     d = np.array(b) - np.array(a)
     idx = np.random.default_rng(0).integers(0, 5, size=(10_000, 5))
     expected = np.quantile(d[idx].mean(axis=1), [0.025, 0.975])
-    frame = compute_stats(_runs(a, b), [("r/base", "c/base")], ["image_auroc"])
+    frame = compute_stats(_runs(a, b), [("r/base", "c/base")], ["image_auroc"], min_units=2)
     across = frame[frame["reading"] == "across_categories"].iloc[0]
     assert (across["boot_ci_low"], across["boot_ci_high"]) == (expected[0], expected[1])
     # write_stats: the same defaults, and only the metrics asked for
@@ -278,12 +278,12 @@ def test_bootstrap_defaults_are_10000_resamples_seeded_0(tmp_path):
     # the same defaults in paired_test and bootstrap_ci called directly, and per category (n = seeds)
     from rd.stats import bootstrap_ci
 
-    direct = paired_test(np.array(a), np.array(b))
+    direct = paired_test(np.array(a), np.array(b), min_units=2)
     assert (direct["boot_ci_low"], direct["boot_ci_high"]) == (expected[0], expected[1])
     assert bootstrap_ci(d) == (expected[0], expected[1])
     seeds = pd.DataFrame([{"arm": arm, "category": "c0", "seed": s, "image_auroc": v[s]}
                           for arm, v in (("r/base", a), ("c/base", b)) for s in range(5)])
-    per_cat = compute_stats(seeds, [("r/base", "c/base")], ["image_auroc"])
+    per_cat = compute_stats(seeds, [("r/base", "c/base")], ["image_auroc"], min_units=2)
     row = per_cat[per_cat["reading"] == "per_category:c0"].iloc[0]
     assert (row["boot_ci_low"], row["boot_ci_high"]) == (expected[0], expected[1])
 
@@ -294,9 +294,9 @@ def test_spread_is_relative_to_the_larger_arm():
     is too (1e-9 <= 1e-7), while dividing instead of multiplying would call it real."""
     ones = np.array([1.0, 1.0 + 1e-10, 1.0])
     for a, b in ((np.zeros(3), ones), (ones, np.zeros(3))):
-        assert math.isnan(paired_test(a, b)["p"])
+        assert math.isnan(paired_test(a, b, min_units=2)["p"])
     a = np.array([100.0, 101.0, 102.0])
-    assert math.isnan(paired_test(a, a + np.array([1.0, 1.0 + 1e-9, 1.0]))["p"])
+    assert math.isnan(paired_test(a, a + np.array([1.0, 1.0 + 1e-9, 1.0]), min_units=2)["p"])
 
 
 def test_wilcoxon_runs_from_6_differences_with_the_exact_p():
@@ -304,11 +304,11 @@ def test_wilcoxon_runs_from_6_differences_with_the_exact_p():
     is the most extreme of 2^6, so the exact two-sided p = 2 / 64 = 0.03125. Five: not run."""
     a = np.array([0.80, 0.70, 0.90, 0.60, 0.75, 0.85])
     d = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
-    row = paired_test(a, a + d)
+    row = paired_test(a, a + d, min_units=2)
     assert row["wilcoxon_p"] == pytest.approx(0.03125, abs=1e-12)
-    assert math.isnan(paired_test(a[:5], a[:5] + d[:5])["wilcoxon_p"])
+    assert math.isnan(paired_test(a[:5], a[:5] + d[:5], min_units=2)["wilcoxon_p"])
     # six differences but one zero: 5 non-zero, not run
-    assert math.isnan(paired_test(a, a + np.array([0.0, 0.02, 0.03, 0.04, 0.05, 0.06]))["wilcoxon_p"])
+    assert math.isnan(paired_test(a, a + np.array([0.0, 0.02, 0.03, 0.04, 0.05, 0.06]), min_units=2)["wilcoxon_p"])
 
 
 # --------------------------------------------------------------------------- lr schedule
@@ -328,3 +328,12 @@ def test_cosine_schedule_with_warmup_by_hand():
     assert expected[3] == pytest.approx(0.868198, abs=1e-6)
     const = {"optimizer": "adam", "lr": 0.005}
     assert make_scheduler(make_optimizer(net, const), const, 2, 3).lr_lambdas[0](4) == 1.0
+
+
+def test_the_hand_example_gets_no_test_by_default():
+    """The pins above pass min_units=2 to check the t-test arithmetic on 3-4 units; the
+    pipeline's own default refuses a test there (5 units needed) and keeps the descriptive row."""
+    a = np.array([0.90, 0.91, 0.92, 0.93])
+    row = paired_test(a, a + np.array([1e-6, -1e-6, 0.5e-6, 0.0]))
+    assert math.isnan(row["p"]) and row["note"].startswith("too few units for a test (n = 4")
+    assert row["mean_diff"] == pytest.approx(0.125e-6, rel=1e-6)

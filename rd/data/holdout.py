@@ -32,7 +32,7 @@ TRAINING = "training"                  # none held out: thresholds come from the
 
 
 def _rank(seed: int, category: str, rel: str) -> str:
-    return hashlib.sha256(f"{seed}\0{category}\0{rel}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{seed}\0{category}\0{rel}".encode("utf-8", "surrogateescape")).hexdigest()  # a non-UTF-8 name: its bytes
 
 
 @dataclass(frozen=True)
