@@ -234,7 +234,13 @@ def test_two_categories_are_too_few_units_and_get_no_p_verdict():
 
 def test_primary_metric_carries_the_only_verdicts_and_holm_family():
     summary = _summary(6)
-    comps = [("x/base", "y/base"), ("y/base", "x/base")]
+    third = summary[summary["arm"] == "x/base"].copy()   # a third arm: two distinct pairs
+    third["arm"] = "z/base"
+    noise = np.random.default_rng(7).normal(0.01, 0.01, len(third))
+    third["image_auroc"] += noise
+    third["pixel_auroc"] += noise
+    summary = pd.concat([summary, third], ignore_index=True)
+    comps = [("x/base", "y/base"), ("x/base", "z/base")]
     st = compute_stats(summary, comps, metrics=["image_auroc", "pixel_auroc"], primary_metric="pixel_auroc")
     across = st[st["reading"] == "across_categories"].set_index(["metric", "comparison"])
     assert (across.loc["pixel_auroc", "role"] == "primary").all()
