@@ -205,7 +205,6 @@ def _train_config(a: argparse.Namespace, **override):
 
 
 def _run_train(a: argparse.Namespace) -> None:
-    params.check_setting(a.setting, a.epochs, where="--setting")  # before any import or work
     override = {}
     if a.lr_selection:
         from rd.lr_select import read_selection

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from rd.metric_list import METRICS
-from rd.params import LR_SELECTION_KEYS, RULES, TEXTURE_CATEGORIES, default_lr_select_epochs, is_weights_file, repeated_comparisons, setting_errors  # noqa: F401 (LR_SELECTION_KEYS, default_lr_select_epochs: used by common.smk)
+from rd.params import RULES, TEXTURE_CATEGORIES, is_weights_file, repeated_comparisons, setting_errors
 
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
 FIX_HINT = ("keys, types and allowed values are listed in workflow/schemas/config.schema.yaml and "

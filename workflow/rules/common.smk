@@ -24,7 +24,7 @@ import rd.commands as _commands
 
 split_arm = _config_check.split_arm
 is_weights_file = _config_check.is_weights_file
-from rd.params import GENERATED_DONE  # the texture generator's last file: prepare_data's output
+from rd.params import GENERATED_DONE, default_lr_select_epochs  # GENERATED_DONE: prepare_data's output
 from rd.io import write_text  # atomic: temp file, fsync, rename
 
 try:
@@ -97,7 +97,6 @@ GPU_COMPLEXITY = 1 if uses_gpu(config["complexity"]["device"]) else 0
 
 
 # --------------------------------------------------------------------------- lr selection
-LR_SELECTION_KEYS = _config_check.LR_SELECTION_KEYS
 LR_SELECTION = _commands.LR_SELECTION  # results/lr/{backbone}/{setting}.json
 LR_RUN = "results/lr/{backbone}/{setting}/lr{lr}"
 
@@ -110,7 +109,7 @@ def lr_grid(setting):
 def lr_select_epochs(wildcards):
     """Epochs of each selection run: the setting's lr_select_epochs, else a quarter of `epochs`."""
     setting = config["settings"][wildcards.setting]
-    return int(setting.get("lr_select_epochs") or _config_check.default_lr_select_epochs(config["epochs"]))
+    return int(setting.get("lr_select_epochs") or default_lr_select_epochs(config["epochs"]))
 
 
 def lr_selection_input(wildcards):
