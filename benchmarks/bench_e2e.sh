@@ -54,13 +54,32 @@ if [[ -z "$parse_only" ]]; then
   load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
   start=$(date +%s.%N)
   set +e
-  /usr/bin/time -v -o "$workdir/time.txt" snakemake --cores "$cores" > "$workdir/snakemake.out" 2>&1
+  /usr/bin/time -v -o "$workdir/time.txt" snakemake --cores "$cores" > "$workdir/snakemake.out" 2>&1 &
+  time_pid=$!
+  # Snakemake's own CPU (its process and threads, not its jobs): utime + stime of the snakemake
+  # process from /proc, sampled every 0.2 s until it exits (the last sample is kept).
+  (
+    tck=$(getconf CLK_TCK)
+    sm=""
+    while kill -0 "$time_pid" 2>/dev/null; do
+      [[ -z "$sm" ]] && sm="$(pgrep -P "$time_pid" | head -1)"
+      if [[ -n "$sm" && -r /proc/$sm/stat ]]; then
+        read -r -a f < <(sed 's/^.*) //' "/proc/$sm/stat" 2>/dev/null) || true
+        [[ ${#f[@]} -gt 13 ]] && echo "scale=2; (${f[11]} + ${f[12]}) / $tck" | bc > "$workdir/snakemake_cpu.txt"
+      fi
+      sleep 0.2
+    done
+  ) &
+  poll_pid=$!
+  wait "$time_pid"
   rc=$?
+  wait "$poll_pid" || true
   set -e
   end=$(date +%s.%N)
   load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
   printf '%s\n' "rc=$rc" "wall_s=$(echo "$end - $start" | bc)" "cores=$cores" "commit=$(git rev-parse HEAD)" \
     "load_before=$load_before" "load_after=$load_after" "date=$(date -Iseconds)" \
+    "snakemake_cpu_s=$(cat "$workdir/snakemake_cpu.txt" 2>/dev/null || echo NA)" \
     "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs" > "$workdir/run.txt"
   if [[ $rc -ne 0 ]]; then
     echo "snakemake failed (rc $rc); see $workdir/snakemake.out" >&2
@@ -124,9 +143,14 @@ if timefile and Path(timefile).exists():
     t = Path(timefile).read_text()
     pick = lambda key: re.search(rf"{re.escape(key)}: (.*)", t).group(1).strip()
     try:
-        print(f"/usr/bin/time: user {pick('User time (seconds)')} s, system {pick('System time (seconds)')} s, "
+        user, system = float(pick('User time (seconds)')), float(pick('System time (seconds)'))
+        print(f"/usr/bin/time: user {user:.0f} s, system {system:.0f} s (all processes: {user + system:.0f} CPU s), "
               f"CPU {pick('Percent of CPU this job got')}, max RSS of one process "
               f"{int(pick('Maximum resident set size (kbytes)')) / 1024:.0f} MB\n")
+        own = info.get("snakemake_cpu_s", "NA")
+        if own not in ("", "NA"):
+            print(f"Snakemake's own process (scheduling, job bookkeeping, benchmark sampling): {float(own):.0f} CPU s; "
+                  f"its jobs: {user + system - float(own):.0f} CPU s.\n")
     except AttributeError:
         pass
 if first and last_end:
@@ -178,5 +202,7 @@ if bench.is_dir():
                 print(f"| {rule} | {arm} | {len(g)} | {g.s.median():.1f} | {g.cpu_time.median():.1f} | "
                       f"{g.cpu_time.sum():.0f} | {g.max_rss.median():.0f} |")
         print("\nWall s of a job includes waiting for a core (8 jobs share 2 cores); CPU s is the job's own work "
-              "(user + system, from Snakemake's benchmark files).")
+              "(user + system, from Snakemake's benchmark files). Snakemake samples a job's CPU every second for "
+              "its first 30 s and every 30 s after that, so a job longer than 30 s wall is undercounted by up to "
+              "its last 30 s: the jobs' total above (/usr/bin/time) is the exact figure.")
 PY
