@@ -17,13 +17,13 @@ from typing import Callable, Sequence
 
 from rd import params
 from rd.errors import RDError
-from rd.io import user_error
+from rd.files import user_error
 from rd.metric_list import METRICS as METRIC_INFO
 
 Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
                 "a timm ResNet whose student structure to copy (e.g. wide_resnet50_2)")
-# rd.models.rd.STUDENT_OUTPUTS / PROJECTION_CHOICES (listed here so that --help does not import torch)
+# rd.method.model.STUDENT_OUTPUTS / PROJECTION_CHOICES (listed here so that --help does not import torch)
 STUDENT_OUTPUTS = ["relu", "linear"]
 PROJECTIONS = ["none", "orthonormal", "guide"]
 OUTPUT_HELP = ("relu: the official ResNet student (non-negative outputs) | linear: no final ReLU per output "
@@ -340,7 +340,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def _run_predict(a: argparse.Namespace) -> None:
-    from rd.predict import predict_images
+    from rd.use.predict import predict_images
 
     predict_images(a.run, a.images, a.out, threshold=a.threshold, device=a.device, batch_size=a.batch_size,
                    figures=not a.no_images, threads=a.threads)
@@ -354,7 +354,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 
 
 def _run_export(a: argparse.Namespace) -> None:
-    from rd.export import export_onnx
+    from rd.use.export import export_onnx
 
     export_onnx(a.run, a.out, threshold=a.threshold, opset=a.opset)
 
@@ -402,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - rd.io.user_error decides: the user's problem (one line) or a bug
+    except Exception as exc:  # noqa: BLE001 - rd.files.user_error decides: the user's problem (one line) or a bug
         targets = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("root", "out_dir", "out")
                    if getattr(args, k, None)]
         error = user_error(exc, args.command, targets)
@@ -413,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        # Ctrl-C and SIGTERM (SLURM, kill) alike: rd.io's writers removed their temporary files on the way out.
+        # Ctrl-C and SIGTERM (SLURM, kill) alike: rd.files's writers removed their temporary files on the way out.
         if isinstance(exc, Terminated):
             print("error: terminated (SIGTERM); outputs written so far are complete, rerun to continue.",
                   file=sys.stderr)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from rd import io
-from rd.models import build_rd, count_params
+from rd import files
+from rd.method import build_rd, count_params
 
 FLOPS_CONVENTION = "fvcore: one fused multiply-add = 1 FLOP"
 
@@ -100,5 +100,5 @@ def measure_complexity(backbone: str, *, image_size: int, batch_size: int = 16, 
         "threads": threads, "device": str(dev),
     }
     if out is not None:
-        io.write_json(out, result)
+        files.write_json(out, result)
     return result

@@ -5,7 +5,7 @@ Outputs (published as one set, ``metrics.json`` last, so its presence means the 
 missed defects and the top-k false alarms at the run's image-level F1max threshold),
 ``threshold.json`` (the good-image threshold ``python -m rd predict`` uses by default: the 0.99
 quantile of the scores of the run's held-out good images, or of its training images when it
-held none out, see ``rd.thresholds``) and ``metrics.json``.
+held none out, see ``rd.use.thresholds``) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rd import io, metrics
+from rd import files, metrics
 from rd.data import denormalize
 from rd.errors import RDError
-from rd.inference import image_scores, predict, predict_from_features
+from rd.method.inference import image_scores, predict, predict_from_features
 from rd.run import load_model
-from rd.thresholds import THRESHOLD_FILE, good_threshold
+from rd.use.thresholds import THRESHOLD_FILE, good_threshold
 
 OUTPUTS = ("scores.csv", "curves.json", "failure_cases.npz", THRESHOLD_FILE, "metrics.json")  # metrics.json last
 
@@ -156,18 +156,18 @@ def evaluate_model(model: torch.nn.Module, cfg: dict[str, Any], out_dir: str | o
     })
     # One set, metrics.json (it marks a complete evaluation) last: a failure below (full disk)
     # leaves the earlier evaluation as it was, never new files beside an old marker.
-    with io.output_set(out / "metrics.json"):
-        io.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]),
+    with files.output_set(out / "metrics.json"):
+        files.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]),
                                                        "defect_type": list(test["defect_types"]),
                                                        "label": labels, "score": scores}))
-        io.write_json(out / "curves.json", curves(maps, masks, scores, labels))
+        files.write_json(out / "curves.json", curves(maps, masks, scores, labels))
         buf = _io.BytesIO()
         cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
         np.savez_compressed(buf, **cases)
-        io.write_bytes(out / "failure_cases.npz", buf.getvalue())
-        io.write_json(out / THRESHOLD_FILE, good_threshold(good_scores, threshold_source))
+        files.write_bytes(out / "failure_cases.npz", buf.getvalue())
+        files.write_json(out / THRESHOLD_FILE, good_threshold(good_scores, threshold_source))
         result["eval_seconds"] = time.perf_counter() - t0
-        io.write_json(out / "metrics.json", result)
+        files.write_json(out / "metrics.json", result)
     return result
 
 
@@ -178,8 +178,8 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     from rd.devices import resolve_device
 
     t0 = time.perf_counter()
-    out = io.ensure_writable_dir(out_dir)
-    if io.clear_stale_temporaries(out, OUTPUTS):
+    out = files.ensure_writable_dir(out_dir)
+    if files.clear_stale_temporaries(out, OUTPUTS):
         warnings.warn(f"removed temporary files an interrupted earlier evaluation left in {out}.", stacklevel=2)
     torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)

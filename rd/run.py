@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rd import io
+from rd import files
 from rd.errors import RDError
-from rd.models import RD, build_rd
+from rd.method import RD, build_rd
 from rd.params import RECIPE, RULES
 
 MODEL_FORMAT = "rd-model/1"
@@ -170,7 +170,7 @@ def config_from_dict(cfg: Any, path: str | os.PathLike) -> TrainConfig:
 def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
     """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
     fix = "rerun training for this run (delete the file first) or pass another run's model.pt."
-    ckpt = io.load_torch(path, "Model", fix)
+    ckpt = files.load_torch(path, "Model", fix)
     if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
         found = ""
         if isinstance(ckpt, dict) and "format" in ckpt:

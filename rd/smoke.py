@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 import torch
 
-from rd import io
+from rd import files
 from rd.errors import RDError
-from rd.models import build_rd, count_params
+from rd.method import build_rd, count_params
 
 
 def check_shapes(model: torch.nn.Module, image_size: int) -> list[list[int]]:
@@ -104,5 +104,5 @@ def smoke_test(backbone: str, *, weights: str = "none", image_sizes: Sequence[in
                    "student": count_params(model.bottleneck) + count_params(model.decoder)},
     }
     if out is not None:
-        io.write_json(out, result)
+        files.write_json(out, result)
     return result

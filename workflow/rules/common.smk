@@ -25,7 +25,7 @@ import rd.commands as _commands
 split_arm = _config_check.split_arm
 is_weights_file = _config_check.is_weights_file
 from rd.params import GENERATED_DONE, default_lr_select_epochs  # GENERATED_DONE: prepare_data's output
-from rd.io import write_text  # atomic: temp file, fsync, rename
+from rd.files import write_text  # atomic: temp file, fsync, rename
 
 try:
     SCHEMA = _config_check.check_config(config, SCHEMA_PATH)

@@ -14,11 +14,11 @@ import timm
 import torch
 from torch import nn
 
-from rd.models.bn_layer import OCBE
-from rd.models.de_convnext import DeConvNeXt
-from rd.models.de_resnet import DeResNet
-from rd.models.teacher import PROJECTION_SEED, RESNET18_CHANNELS, Teacher, rd_out_indices
-from rd.models.weights import TeacherWeights, check_backbone_name, create_backbone
+from rd.method.bottleneck import OCBE
+from rd.method.decoder_convnext import DeConvNeXt
+from rd.method.decoder_resnet import DeResNet
+from rd.method.teacher import PROJECTION_SEED, RESNET18_CHANNELS, Teacher, rd_out_indices
+from rd.method.weights import TeacherWeights, check_backbone_name, create_backbone
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
              projection: bool | str = "none", init_seed: int | None = None) -> RD:
     """Build an RD network around a frozen timm ``backbone``.
 
-    ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.models.weights``).
+    ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.method.weights``).
     ``student``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``,
     ``convnext`` or a timm ResNet name (see ``derive_student``). ``student_output``: ``relu``
     (the official ResNet student) or ``linear`` (no final ReLU per output stage).
