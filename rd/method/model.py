@@ -62,10 +62,12 @@ RESNET_BY_CHANNELS = {(64, 128, 256): "resnet18", (256, 512, 1024): "wide_resnet
 STUDENT_CHOICES = ("auto", "resnet", "convnext")
 
 
-def _teacher_channels(backbone: str) -> tuple[int, ...]:
+def _feature_info(backbone: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(RD's out indices, their channels) of ``backbone``'s feature stages, read on the meta device."""
     with torch.device("meta"):
         info = timm.create_model(backbone.split(".")[0], pretrained=False, features_only=True).feature_info
-    return tuple(info.channels()[i] for i in rd_out_indices(info.get_dicts()))
+    indices = tuple(rd_out_indices(info.get_dicts()))
+    return indices, tuple(info.channels()[i] for i in indices)
 
 
 def _resnet_student(resnet: nn.Module, reference: str) -> StudentSpec:
@@ -98,7 +100,7 @@ def derive_student(backbone: str, family: str = "auto") -> StudentSpec:
     if family == "resnet":
         if isinstance(full, ResNet):
             return _resnet_student(full, backbone.split(".")[0])
-        family = RESNET_BY_CHANNELS.get(_teacher_channels(backbone)[:3], "resnet18")
+        family = RESNET_BY_CHANNELS.get(_feature_info(backbone)[1][:3], "resnet18")
     if family == "convnext":
         if isinstance(full, ConvNeXt):
             depths = tuple(len(stage.blocks) for stage in full.stages)
@@ -188,17 +190,14 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
     if student_output not in STUDENT_OUTPUTS:
         raise ValueError(f"unknown student output {student_output!r}: use relu or linear")
     projection = _projection_name(projection)
-    with torch.device("meta"):
-        info = timm.create_model(backbone.split(".")[0], pretrained=False, features_only=True).feature_info
-    indices = rd_out_indices(info.get_dicts())
+    indices, native = _feature_info(backbone)
     proj: tuple[int, int, int] | None = None
-    native = tuple(info.channels()[i] for i in indices)
     if projection == "orthonormal":
         if student in STUDENT_CHOICES:
             raise ValueError(f"projection orthonormal embeds the teacher into the widths of a named student, "
                              f"but student is {student!r}: name a timm ResNet (e.g. student: wide_resnet50_2)")
         s_spec = derive_student(student, student)
-        proj = _teacher_channels(student)[:3]  # type: ignore[assignment]
+        proj = _feature_info(student)[1][:3]  # type: ignore[assignment]
         narrower = [(a, b) for a, b in zip(native, proj) if b < a]
         if narrower:
             raise ValueError(f"projection orthonormal cannot reduce {backbone}'s channels {'/'.join(map(str, native))} "
@@ -220,9 +219,7 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
 
 def build_from_spec(spec: RDSpec, out_indices: Sequence[int] | None = None) -> RD:
     if out_indices is None:
-        with torch.device("meta"):
-            info = timm.create_model(spec.backbone.split(".")[0], pretrained=False, features_only=True).feature_info
-        out_indices = rd_out_indices(info.get_dicts())
+        out_indices = _feature_info(spec.backbone)[0]
     backbone, source = create_backbone(spec.backbone, spec.weights, out_indices=tuple(out_indices))
     model = RD(Teacher(backbone, projection=spec.projection, projection_channels=spec.projection_channels), spec)
     model.teacher_weights = source
