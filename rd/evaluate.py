@@ -24,6 +24,7 @@ import torch
 from rd import files, metrics
 from rd.data import denormalize
 from rd.errors import RDError
+from rd.metric_list import METRICS
 from rd.method.inference import image_scores, predict, predict_from_features
 from rd.run import load_model
 from rd.use.thresholds import THRESHOLD_FILE, good_threshold
@@ -61,18 +62,15 @@ def compute_metrics(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, def
         t: metrics.image_auroc(scores[(types == t) | (labels == 0)], labels[(types == t) | (labels == 0)])
         for t in sorted(set(defect_types) - {"good"})
     }
-    return {
-        "image_auroc": metrics.image_auroc(scores, labels),
-        "pixel_auroc": metrics.pixel_auroc(maps, masks),
-        "aupro": metrics.aupro(maps, masks, fpr_limit=0.3),
-        "pro_rd4ad": metrics.pro_rd4ad(maps, masks),
-        "image_ap": metrics.average_precision(scores, labels),
-        "pixel_ap": metrics.pixel_average_precision(maps, masks),
-        "image_f1max": img_f1, "image_f1max_threshold": img_thr,
-        "pixel_f1max": pix_f1, "pixel_f1max_threshold": pix_thr,
-        "iou": metrics.iou_at_threshold(maps, masks, pix_thr),
-        "per_defect_image_auroc": per_type,
-    }
+    # The F1max thresholds are found once (pixels: the costly PR curve) and reused by IoU.
+    at_f1max = {("f1_max", "image"): img_f1, ("f1_max", "pixel"): pix_f1,
+                ("iou_at_f1max", "pixel"): metrics.iou_at_threshold(maps, masks, pix_thr)}
+    inputs = {"image": (scores, labels), "pixel": (maps, masks)}
+    result: dict[str, Any] = {
+        m.name: at_f1max[(m.function, m.level)] if (m.function, m.level) in at_f1max
+        else getattr(metrics, m.function)(*inputs[m.level]) for m in METRICS}
+    return {**result, "image_f1max_threshold": img_thr, "pixel_f1max_threshold": pix_thr,
+            "per_defect_image_auroc": per_type}
 
 
 def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from rd.params import check_setting
+from rd.params import BASELINE, check_setting
 
-BASELINE = {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0, "schedule": "constant"}
+__all__ = ["BASELINE", "make_optimizer", "make_scheduler", "weight_decay_rule"]
 
 
 def weight_decay_rule(setting: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import torch
 from rd import files
 from rd.errors import RDError
 from rd.method import RD, build_rd
-from rd.params import RECIPE, RULES
+from rd.params import RECIPE, RULES, STUDENT_DEFAULT
 
 MODEL_FORMAT = "rd-model/1"
 
@@ -33,7 +33,7 @@ class TrainConfig:
     dataset: str = "mvtec"
     weights: str = "none"
     projection: str = "none"       # none | orthonormal | guide
-    student: str = "auto"          # auto | resnet | convnext | a timm ResNet name (its student)
+    student: str = STUDENT_DEFAULT  # auto | resnet | convnext | a timm ResNet name (its student)
     student_output: str = "relu"   # relu (official ResNet student) | linear (no final ReLU per stage)
     name: str = ""                 # the backbone's name in the config (default: the timm model)
     setting_name: str = "baseline"

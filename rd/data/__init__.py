@@ -37,8 +37,8 @@ from rd.data.layout import (
 )
 from rd.data.mvtec import MVTecDataset, scan_category, validate_category
 from rd.errors import RDError
+from rd.params import DATASETS
 
-DATASETS = ("textures", "mvtec", "visa", "mvtec_ad2", "btad")
 # The official categories of each real dataset (mvtec: any folder in the MVTec AD layout).
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "visa": visa.CATEGORIES, "mvtec_ad2": mvtec_ad2.CATEGORIES, "btad": btad.CATEGORIES,

@@ -19,6 +19,7 @@ from rd.method.decoder_convnext import DeConvNeXt
 from rd.method.decoder_resnet import DeResNet
 from rd.method.teacher import PROJECTION_SEED, RESNET18_CHANNELS, Teacher, rd_out_indices
 from rd.method.weights import TeacherWeights, check_backbone_name, create_backbone
+from rd.params import GUIDE_STUDENTS, PROJECTIONS, STUDENT_DEFAULT, STUDENT_FAMILIES, STUDENT_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,6 @@ def _structure(backbone: str) -> nn.Module:
 # The ResNet whose student a non-ResNet teacher gets under ``student: resnet``: the one with the
 # same stage channels (then the student is exactly that ResNet's), else resnet18's structure.
 RESNET_BY_CHANNELS = {(64, 128, 256): "resnet18", (256, 512, 1024): "wide_resnet50_2"}
-STUDENT_CHOICES = ("auto", "resnet", "convnext")
 
 
 def _feature_info(backbone: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -83,7 +83,7 @@ def _resnet_student(resnet: nn.Module, reference: str) -> StudentSpec:
     return StudentSpec("resnet", block, len(resnet.layer4), depths, base_width, reference)
 
 
-def derive_student(backbone: str, family: str = "auto") -> StudentSpec:
+def derive_student(backbone: str, family: str = STUDENT_DEFAULT) -> StudentSpec:
     """The student for ``backbone``, following the official RD4AD choices.
 
     ``family``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``
@@ -95,7 +95,7 @@ def derive_student(backbone: str, family: str = "auto") -> StudentSpec:
     from timm.models.resnet import ResNet
 
     full = _structure(backbone)
-    if family == "auto":
+    if family == STUDENT_DEFAULT:
         family = "resnet" if isinstance(full, ResNet) else "convnext"
     if family == "resnet":
         if isinstance(full, ResNet):
@@ -157,8 +157,6 @@ class RD(nn.Module):
             raise RuntimeError(f"student weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
-PROJECTION_CHOICES = ("none", "orthonormal", "guide")
-STUDENT_OUTPUTS = ("relu", "linear")
 
 
 def _projection_name(projection: bool | str) -> str:
@@ -167,12 +165,12 @@ def _projection_name(projection: bool | str) -> str:
         return "orthonormal"
     if projection is False or projection is None:
         return "none"
-    if projection not in PROJECTION_CHOICES:
+    if projection not in PROJECTIONS:
         raise ValueError(f"unknown projection {projection!r}: use none, orthonormal or guide")
     return str(projection)
 
 
-def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", student_output: str = "relu",
+def build_rd(backbone: str, weights: str = "none", *, student: str = STUDENT_DEFAULT, student_output: str = STUDENT_OUTPUTS[0],
              projection: bool | str = "none", init_seed: int | None = None) -> RD:
     """Build an RD network around a frozen timm ``backbone``.
 
@@ -193,7 +191,7 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
     indices, native = _feature_info(backbone)
     proj: tuple[int, int, int] | None = None
     if projection == "orthonormal":
-        if student in STUDENT_CHOICES:
+        if student in STUDENT_FAMILIES:
             raise ValueError(f"projection orthonormal embeds the teacher into the widths of a named student, "
                              f"but student is {student!r}: name a timm ResNet (e.g. student: wide_resnet50_2)")
         s_spec = derive_student(student, student)
@@ -203,7 +201,7 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
             raise ValueError(f"projection orthonormal cannot reduce {backbone}'s channels {'/'.join(map(str, native))} "
                              f"to {student}'s {'/'.join(map(str, proj))} (an orthonormal embedding only widens)")
     elif projection == "guide":
-        if student not in ("auto", "resnet", "resnet18"):
+        if student not in GUIDE_STUDENTS:
             raise ValueError(f"projection guide uses resnet18's student, not {student!r}")
         proj = RESNET18_CHANNELS  # type: ignore[assignment]
         s_spec = derive_student("resnet18", "resnet18")
