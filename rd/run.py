@@ -167,8 +167,8 @@ def config_from_dict(cfg: Any, path: str | os.PathLike) -> TrainConfig:
     return TrainConfig(**cfg)
 
 
-def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
-    """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
+def load_model(path: str | os.PathLike) -> tuple[RD, TrainConfig]:
+    """Rebuild the trained network from ``model.pt`` (with its TrainConfig) and check its teacher is the trained one."""
     fix = "rerun training for this run (delete the file first) or pass another run's model.pt."
     ckpt = files.load_torch(path, "Model", fix)
     if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
@@ -180,13 +180,12 @@ def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
     lacking = [k for k in ("train_config", "student", "teacher_fingerprint") if k not in ckpt]
     if lacking:
         raise RDError(f"{path} lacks {', '.join(lacking)}: it is damaged or from another version of rd.", fix)
-    config = config_from_dict(ckpt["train_config"], path)
-    cfg = asdict(config)
-    model = build_seeded(config)
+    cfg = config_from_dict(ckpt["train_config"], path)
+    model = build_seeded(cfg)
     load_student(model, ckpt["student"], path)
     if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
-        raise RDError(f"The teacher rebuilt for {path} ({cfg['backbone']}, weights={cfg['weights']}, "
-                      f"seed {cfg['seed']}) differs from the one the student was trained against.",
+        raise RDError(f"The teacher rebuilt for {path} ({cfg.backbone}, weights={cfg.weights}, "
+                      f"seed {cfg.seed}) differs from the one the student was trained against.",
                       "evaluate with the same weights file/cache and the same torch/timm versions as "
                       "training, or retrain.")
     model.eval()

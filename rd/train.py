@@ -269,7 +269,7 @@ def _stage_evaluation(model: RD, cfg: TrainConfig, out: Path, device: torch.devi
     try:
         stage = staging.stage_dir(out)
         stage.mkdir()
-        evaluate_model(model, asdict(cfg), stage, data_root=cfg.data_root, category=cfg.category,
+        evaluate_model(model, cfg, stage, data_root=cfg.data_root, category=cfg.category,
                        dataset=cfg.dataset, device=device, failure_cases=failure_cases, test=test,
                        test_features=test_features, train_images=images, train_features=train_features,
                        t0=t0)

@@ -123,7 +123,7 @@ def _scores_of(model_path: Path, images) -> np.ndarray:
     from rd.run import load_model
 
     model, c = load_model(model_path)
-    return image_scores(predict(model, images, c["image_size"], "cpu", c["batch_size"]))
+    return image_scores(predict(model, images, c.image_size, "cpu", c.batch_size))
 
 
 def test_threshold_is_the_quantile_of_held_out_scores(root, tmp_path):

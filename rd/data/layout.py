@@ -299,12 +299,6 @@ def manifest(index: CategoryIndex, dataset: str, **extra: Any) -> dict[str, Any]
 
 
 # --------------------------------------------------------------------------- tensors
-def check_image_size(image_size: int) -> int:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise RDError(f"image_size must be an integer >= 8, got {image_size!r}.", "set image_size to e.g. 128 or 256.")
-    return image_size
-
-
 def _image_tensor(arr: np.ndarray, size: int):
     """A decoded HxWx3 uint8 image as the network sees it: 3xSxS float32, ImageNet-normalised."""
     import torch
@@ -346,7 +340,7 @@ def load_samples(samples: list[Sample], image_size: int) -> dict[str, Any]:
     """Decode ``samples`` (one split of any reader's index) into the tensors of :func:`load_split`."""
     import torch
 
-    size = check_image_size(image_size)
+    size = image_size   # checked once where it enters (rd.params' rule: CLI, config, model.pt)
     images = torch.empty(len(samples), 3, size, size, dtype=torch.float32)
     masks = torch.empty(len(samples), 1, size, size, dtype=torch.bool)
     for i, s in enumerate(samples):

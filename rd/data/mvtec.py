@@ -41,7 +41,6 @@ from rd.data.layout import (
     Sample,
     category_folder,
     check_files,
-    check_image_size,
     is_kind,
     list_images,
     load_sample,
@@ -158,7 +157,7 @@ class MVTecDataset:
     """
 
     def __init__(self, root: str | os.PathLike, category: str, split: str, image_size: int) -> None:
-        self.image_size = check_image_size(image_size)
+        self.image_size = image_size
         self.index = scan_category(root, category)
         self.samples = self.index.split(split)
         self.split = split

@@ -22,16 +22,19 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from rd import files
-from rd.method.anomaly_map import gaussian_sigma, raw_anomaly_map
 from rd.errors import RDError
 from rd.method import RD
+from rd.method.anomaly_map import gaussian_sigma, raw_anomaly_map
+
+if TYPE_CHECKING:
+    from rd.run import TrainConfig
 
 INPUT, OUTPUTS = "image", ("anomaly_map", "score")
 TOLERANCE = 1e-4
@@ -158,7 +161,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, *, threshold: st
     run_dir, model_path = resolve_run(run)
     thr = resolve_threshold(threshold, run_dir)
     model, cfg = load_model(model_path)
-    graph = AnomalyGraph(model.cpu(), cfg["image_size"]).eval()
+    graph = AnomalyGraph(model.cpu(), cfg.image_size).eval()
     meta_path = out.with_suffix(".json")
     # The pair is one set, the .json (what a deployment reads first) last: the old pair stays
     # until the new one is complete, and a JSON never describes another .onnx.
@@ -169,11 +172,11 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, *, threshold: st
     return meta
 
 
-def _metadata(out: Path, cfg: dict[str, Any], thr: Any, opset: int, diff: float, model_path: Path) -> dict[str, Any]:
+def _metadata(out: Path, cfg: TrainConfig, thr: Any, opset: int, diff: float, model_path: Path) -> dict[str, Any]:
     """The export's JSON: preprocessing, threshold and provenance of the (staged) ``out``."""
     from rd.data import IMAGENET_MEAN, IMAGENET_STD
 
-    size = int(cfg["image_size"])
+    size = cfg.image_size
     return {
         "onnx": out.name, "onnx_sha256": files.file_sha256(files.staged(out)), "opset": opset,
         "input": {"name": INPUT, "shape": ["batch", 3, size, size], "dtype": "float32", "layout": "NCHW RGB"},
@@ -182,8 +185,8 @@ def _metadata(out: Path, cfg: dict[str, Any], thr: Any, opset: int, diff: float,
         "preprocessing": "RGB, resize to image_size x image_size (bilinear, antialias), x / 255, (x - mean) / std",
         "threshold": thr.value, "threshold_source": thr.source, "threshold_choice": thr.choice,
         "decision": "anomalous when score >= threshold",
-        "backbone": cfg["backbone"], "weights": cfg["weights"], "setting": cfg["setting_name"],
-        "arm": f"{cfg['backbone']}/{cfg['setting_name']}", "seed": cfg["seed"], "category": cfg["category"],
+        "backbone": cfg.backbone, "weights": cfg.weights, "setting": cfg.setting_name,
+        "arm": f"{cfg.backbone}/{cfg.setting_name}", "seed": cfg.seed, "category": cfg.category,
         "model_pt": str(model_path), "model_pt_sha256": files.file_sha256(model_path),
         "verified_max_abs_diff": diff, "torch": torch.__version__,
     }

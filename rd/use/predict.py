@@ -233,7 +233,7 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
     if threads:
         torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
-    size = int(cfg["image_size"])
+    size = cfg.image_size
     names = dict(zip((e.path for e in scorable), figure_names([e.path for e in scorable])))
     panel = max(size, 128)
     results: dict[Path, tuple[float, str]] = {}
