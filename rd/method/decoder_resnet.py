@@ -31,31 +31,13 @@ def _conv3x3(c_in: int, c_out: int, groups: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, groups=groups, bias=False)
 
 
-class _DeBlock(nn.Module):
-    """What both decoder blocks share: the residual (upsampled when the block upsamples) and the
-    output ReLU that ``relu_out`` drops (a linear student)."""
-
-    upsample: nn.Module | None
-    relu: nn.ReLU
-
-    def __init__(self, relu_out: bool) -> None:
-        super().__init__()
-        self.relu_out = relu_out
-
-    def _identity(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.upsample is None else self.upsample(x)
-
-    def _output(self, out: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        out = out + identity
-        return self.relu(out) if self.relu_out else out
-
-
-class DeBasicBlock(_DeBlock):
+class DeBasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
                  base_width: int = 64, relu_out: bool = True) -> None:
-        super().__init__(relu_out)
+        super().__init__()
+        self.relu_out = relu_out
         self.conv1 = _deconv2x2(inplanes, planes) if upsample is not None else _conv3x3(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -64,16 +46,20 @@ class DeBasicBlock(_DeBlock):
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        return self._output(self.bn2(self.conv2(out)), self._identity(x))
+        out = self.bn2(self.conv2(out))
+        out = out + identity
+        return self.relu(out) if self.relu_out else out
 
 
-class DeBottleneck(_DeBlock):
+class DeBottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
                  base_width: int = 64, relu_out: bool = True) -> None:
-        super().__init__(relu_out)
+        super().__init__()
+        self.relu_out = relu_out
         width = int(planes * (base_width / 64.0))
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -85,9 +71,12 @@ class DeBottleneck(_DeBlock):
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        return self._output(self.bn3(self.conv3(out)), self._identity(x))
+        out = self.bn3(self.conv3(out))
+        out = out + identity
+        return self.relu(out) if self.relu_out else out
 
 
 def _de_layer(block_cls: type, inplanes: int, out_chs: int, depth: int, base_width: int,
