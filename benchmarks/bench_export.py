@@ -1,13 +1,13 @@
 """ONNX export: file size and onnxruntime latency against PyTorch (``python -m rd export``).
 
 For each backbone and image size the RD network (random init: weights do not change the
-timing) is wrapped in ``rd.export.AnomalyGraph`` and exported exactly as ``python -m rd
+timing) is wrapped in ``rd.use.export.AnomalyGraph`` and exported exactly as ``python -m rd
 export`` does; then three arms score the same random batch, interleaved round by round
 (A, B, C, A, B, C, ...) in one process with the same thread count (onnxruntime's idle threads
 and torch's OpenMP ones do not spin, so no arm takes CPU from the next), median over the rounds:
 
   torch-predict  what ``python -m rd predict`` / ``evaluate`` run: the model forward in torch,
-                 the anomaly map in torch and its Gaussian blur in scipy (rd.inference.predict)
+                 the anomaly map in torch and its Gaussian blur in scipy (rd.method.inference.predict)
   torch-graph    the exported graph in torch (the blur as two fixed convolutions)
   onnxruntime    the exported file in onnxruntime's CPU provider
 
@@ -45,8 +45,8 @@ def _time(fn) -> float:
 
 
 def bench(backbone: str, size: int, batch: int, threads: int, rounds: int, folder: Path) -> dict:
-    from rd.export import AnomalyGraph, export_graph, onnx_session
-    from rd.inference import predict
+    from rd.use.export import AnomalyGraph, export_graph, onnx_session
+    from rd.method.inference import predict
     from rd.run import TrainConfig, build_seeded
 
     model = build_seeded(TrainConfig(data_root="-", category="-", backbone=backbone, image_size=size)).eval()

@@ -256,7 +256,7 @@ def gemm_arm(n: int = 2048) -> tuple[Arm, float]:
 def fvcore_fmas(image_size: int, backbones: list[str]) -> dict[str, dict[str, float]]:
     """Per-image fvcore counts (1 FMA = 1 FLOP) of teacher and student, ours and anomalib's."""
     from rd.complexity import _Student, count_flops
-    from rd.models import build_rd
+    from rd.method import build_rd
 
     out = {}
     x = torch.randn(1, 3, image_size, image_size)
@@ -500,9 +500,9 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from rd import evaluate as ev
-    from rd.anomaly_map import gaussian_sigma, raw_anomaly_map, smooth
+    from rd.method.anomaly_map import gaussian_sigma, raw_anomaly_map, smooth
     from rd.data import load_split, prepare_category
-    from rd.io import save_torch
+    from rd.files import save_torch
     from rd.run import TrainConfig, build_seeded, model_checkpoint
 
     torch.set_num_threads(args.threads)

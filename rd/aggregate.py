@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rd.errors import RDError
-from rd.io import read_json_object
+from rd.files import read_json_object
 from rd.metric_list import METRICS
 
 ID_COLUMNS = ["category", "backbone", "setting", "arm", "seed", "weights", "image_size", "epochs"]
@@ -47,7 +47,7 @@ METRIC_COLUMNS = [m.name for m in METRICS]
 # What the teacher and student of a run were (from train.json): the fairness audit compares them.
 MODEL_COLUMNS = ["model", "teacher_tag", "pretraining", "weights_sha256", "student_family", "student_output",
                  "student_init_sha256", "projection", "teacher_recipe"]
-TEACHER_COLUMNS = ["teacher_top1"]   # ImageNet-1k top-1 of the teacher's weights (rd.models.weights)
+TEACHER_COLUMNS = ["teacher_top1"]   # ImageNet-1k top-1 of the teacher's weights (rd.method.weights)
 RUN_COLUMNS = ["train_seconds", "peak_mem_mb", "final_loss", "eval_seconds"]
 # What training saw (rd.data.holdout) and where its lr came from (the setting, or lr_grid's selection).
 DATA_COLUMNS = ["validation_fraction", "n_train_images", "n_held_out", "held_out_source", "lr", "lr_source"]
@@ -104,11 +104,11 @@ def is_numeric_column(name: str) -> bool:
 
 
 def read_summary(path: str | Path):
-    """Read summary.csv strictly (see ``rd.io.read_table``): string columns kept as written (a
+    """Read summary.csv strictly (see ``rd.files.read_table``): string columns kept as written (a
     category named ``NA`` stays ``NA``), a cell of a numeric column that is not a number is an
     error naming line and column, and the core metrics (``CORE_METRICS``) must be there; any
     other metric is used when it is in the file's own header."""
-    from rd.io import read_table
+    from rd.files import read_table
 
     path = Path(path)
     frame = read_table(path, "Summary", "aggregate", ["category", "backbone", "setting", "arm", "seed", *CORE_METRICS],
@@ -342,7 +342,7 @@ def build_summary(run_dirs: Sequence[str | Path], complexity: Iterable[str | Pat
 def write_summary(run_dirs: Sequence[str | Path], complexity: Iterable[str | Path] = (),
                   benchmarks: Iterable[str | Path] = (), out: str | Path = "results/summary.csv"):
     """Write ``out`` (summary.csv, one row per run) atomically and return the DataFrame."""
-    from rd.io import write_csv
+    from rd.files import write_csv
 
     frame = build_summary(run_dirs, complexity=complexity, benchmarks=benchmarks)
     write_csv(out, frame)

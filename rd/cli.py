@@ -17,22 +17,17 @@ from typing import Callable, Sequence
 
 from rd import params
 from rd.errors import RDError
-from rd.io import user_error
+from rd.files import user_error
 from rd.metric_list import METRICS as METRIC_INFO
 
 Handler = Callable[[argparse.Namespace], None]
 STUDENT_HELP = ("auto (ResNet student for ResNet teachers, else ConvNeXt) | resnet | convnext | "
                 "a timm ResNet whose student structure to copy (e.g. wide_resnet50_2)")
-# rd.models.rd.STUDENT_OUTPUTS / PROJECTION_CHOICES (listed here so that --help does not import torch)
-STUDENT_OUTPUTS = ["relu", "linear"]
-PROJECTIONS = ["none", "orthonormal", "guide"]
 OUTPUT_HELP = ("relu: the official ResNet student (non-negative outputs) | linear: no final ReLU per output "
                "stage, so the student can fit signed teacher features")
 PROJECTION_HELP = ("none | orthonormal: frozen orthonormal 1x1 embedding of the teacher stages into the widths "
                    "of the timm ResNet named by --student | guide: frozen 1x1 conv + BN + ReLU to 64/128/256 "
                    "and resnet18's student")
-# The dataset readers (rd.data.DATASETS; listed here so that --help does not import rd.data).
-DATASETS = ["textures", "mvtec", "visa", "mvtec_ad2", "btad"]
 DATASET_HELP = "layout of --data-root: mvtec (also textures), visa, mvtec_ad2 or btad"
 
 
@@ -74,7 +69,7 @@ def _on_sigterm(signum, frame) -> None:
 
 # --------------------------------------------------------------------------- prepare-data
 def _add_prepare_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=DATASETS, required=True,
+    p.add_argument("--dataset", choices=params.DATASETS, required=True,
                    help="textures: generate the embedded dataset; mvtec, visa, mvtec_ad2, btad: validate a "
                         "user-given root in that dataset's own layout")
     p.add_argument("--root", required=True, help="dataset root (the folder holding the categories)")
@@ -102,12 +97,12 @@ def _add_smoke(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True)
     p.add_argument("--weights", default="none")
     p.add_argument("--image-sizes", nargs="+", **params.arg("image_size", default=[128, 256]))
-    p.add_argument("--student", default="auto", help=STUDENT_HELP)
-    p.add_argument("--student-output", choices=STUDENT_OUTPUTS, default="relu", help=OUTPUT_HELP)
-    p.add_argument("--projection", choices=PROJECTIONS, default="none", help=PROJECTION_HELP)
+    p.add_argument("--student", default=params.STUDENT_DEFAULT, help=STUDENT_HELP)
+    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUTS[0], help=OUTPUT_HELP)
+    p.add_argument("--projection", choices=params.PROJECTIONS, default="none", help=PROJECTION_HELP)
     p.add_argument("--data-root", default=None, help="measure negative_fraction/loss_floor on this dataset's "
                                                       "training images (default: a seeded random batch)")
-    p.add_argument("--dataset", choices=DATASETS, default="mvtec", help=DATASET_HELP)
+    p.add_argument("--dataset", choices=params.DATASETS, default="mvtec", help=DATASET_HELP)
     p.add_argument("--category", default=None, help="the category whose training images to use (with --data-root)")
     p.add_argument("--out", required=True)
 
@@ -129,9 +124,9 @@ def _add_complexity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", **params.arg("throughput_batch_size", default=16))
     p.add_argument("--threads", **params.arg("threads"))
     p.add_argument("--device", **params.arg("complexity_device", default="cpu"))
-    p.add_argument("--projection", choices=PROJECTIONS, default="none", help=PROJECTION_HELP)
-    p.add_argument("--student", default="auto", help=STUDENT_HELP)
-    p.add_argument("--student-output", choices=STUDENT_OUTPUTS, default="relu", help=OUTPUT_HELP)
+    p.add_argument("--projection", choices=params.PROJECTIONS, default="none", help=PROJECTION_HELP)
+    p.add_argument("--student", default=params.STUDENT_DEFAULT, help=STUDENT_HELP)
+    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUTS[0], help=OUTPUT_HELP)
     p.add_argument("--name", default=None, help="the backbone's name in the config (default: --backbone)")
     p.add_argument("--out", required=True)
 
@@ -148,16 +143,16 @@ def _run_complexity(a: argparse.Namespace) -> None:
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     """What defines a training run (``train`` and ``lr-select`` share them)."""
     p.add_argument("--data-root", required=True)
-    p.add_argument("--dataset", choices=DATASETS, default="mvtec", help=DATASET_HELP)
+    p.add_argument("--dataset", choices=params.DATASETS, default="mvtec", help=DATASET_HELP)
     p.add_argument("--category", required=True, **params.arg("category", default=None))
     p.add_argument("--backbone", required=True)
     p.add_argument("--weights", default="none",
                    help="none | imagenet (ImageNet-1k only) | <model>.<tag> | path to .pth/.safetensors")
-    p.add_argument("--student", default="auto", help=STUDENT_HELP)
+    p.add_argument("--student", default=params.STUDENT_DEFAULT, help=STUDENT_HELP)
     p.add_argument("--name", default="", help="the backbone's name in the config, runs are filed under it "
                                               "(default: --backbone)")
-    p.add_argument("--student-output", choices=STUDENT_OUTPUTS, default="relu", help=OUTPUT_HELP)
-    p.add_argument("--projection", choices=PROJECTIONS, default="none", help=PROJECTION_HELP)
+    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUTS[0], help=OUTPUT_HELP)
+    p.add_argument("--projection", choices=params.PROJECTIONS, default="none", help=PROJECTION_HELP)
     p.add_argument("--setting-name", default="baseline")
     p.add_argument("--setting", type=_json_arg, default={},
                    help='JSON, e.g. {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999]}')
@@ -245,7 +240,7 @@ def _run_lr_gather(a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- evaluate
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True)
-    p.add_argument("--dataset", choices=DATASETS, default=None,
+    p.add_argument("--dataset", choices=params.DATASETS, default=None,
                    help=DATASET_HELP + " (default: the dataset the model was trained on)")
     p.add_argument("--category", required=True, **params.arg("category", default=None))
     p.add_argument("--model", required=True, help="model.pt written by train")
@@ -340,7 +335,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def _run_predict(a: argparse.Namespace) -> None:
-    from rd.predict import predict_images
+    from rd.use.predict import predict_images
 
     predict_images(a.run, a.images, a.out, threshold=a.threshold, device=a.device, batch_size=a.batch_size,
                    figures=not a.no_images, threads=a.threads)
@@ -354,7 +349,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 
 
 def _run_export(a: argparse.Namespace) -> None:
-    from rd.export import export_onnx
+    from rd.use.export import export_onnx
 
     export_onnx(a.run, a.out, threshold=a.threshold, opset=a.opset)
 
@@ -402,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - rd.io.user_error decides: the user's problem (one line) or a bug
+    except Exception as exc:  # noqa: BLE001 - rd.files.user_error decides: the user's problem (one line) or a bug
         targets = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("root", "out_dir", "out")
                    if getattr(args, k, None)]
         error = user_error(exc, args.command, targets)
@@ -413,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        # Ctrl-C and SIGTERM (SLURM, kill) alike: rd.io's writers removed their temporary files on the way out.
+        # Ctrl-C and SIGTERM (SLURM, kill) alike: rd.files's writers removed their temporary files on the way out.
         if isinstance(exc, Terminated):
             print("error: terminated (SIGTERM); outputs written so far are complete, rerun to continue.",
                   file=sys.stderr)

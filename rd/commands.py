@@ -20,7 +20,7 @@ import os
 import shlex
 from typing import Any, Callable, Sequence
 
-from rd.params import LR_SELECTION_KEYS
+from rd.params import LR_SELECTION_KEYS, STUDENT_DEFAULT
 
 RUN_DIR = "results/runs/{dataset}/{category}/{backbone}/{setting}/seed{seed}"
 #: The gathered lr selection of an arm whose setting has ``lr_grid`` (an input of its train jobs).
@@ -105,7 +105,7 @@ def _run_argv(command: str, config: dict, backbone: str, setting: str, category:
     name, root = _dataset(config)
     argv = ["python", "-m", "rd", command, "--data-root", root, "--dataset", name, "--category", str(category),
             "--backbone", str(entry.get("model") or backbone), "--name", backbone,
-            "--student", str(entry.get("student", "auto")), "--weights", str(entry["weights"]),
+            "--student", str(entry.get("student", STUDENT_DEFAULT)), "--weights", str(entry["weights"]),
             "--setting-name", setting, "--setting", setting_json(config, setting), "--seed", str(seed)]
     return argv + _options(TRAIN_OPTIONS, config, entry)
 

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from rd import io
-from rd.models import build_rd, count_params
+from rd import files
+from rd.method import build_rd, count_params
+from rd.params import STUDENT_DEFAULT
 
 FLOPS_CONVENTION = "fvcore: one fused multiply-add = 1 FLOP"
 
@@ -48,7 +49,7 @@ def _timed(fn, threads: int, min_run_time: float = 1.0) -> float:
 
 
 def measure_complexity(backbone: str, *, image_size: int, batch_size: int = 16, threads: int = 1,
-                       device: str = "cpu", projection: str = "none", student: str = "auto",
+                       device: str = "cpu", projection: str = "none", student: str = STUDENT_DEFAULT,
                        student_output: str = "relu",
                        name: str | None = None, out: str | os.PathLike | None = None) -> dict[str, Any]:
     """FLOPs, parameters, latency and throughput of the RD network (``name``: the config's name)."""
@@ -100,5 +101,5 @@ def measure_complexity(backbone: str, *, image_size: int, batch_size: int = 16, 
         "threads": threads, "device": str(dev),
     }
     if out is not None:
-        io.write_json(out, result)
+        files.write_json(out, result)
     return result

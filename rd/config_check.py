@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from rd.metric_list import METRICS
+from rd import params
 from rd.params import RULES, TEXTURE_CATEGORIES, is_weights_file, repeated_comparisons, setting_errors
 
 ARM_RE = re.compile(r"(?P<backbone>[^/\s]+)/(?P<setting>[^/\s]+)")
@@ -168,12 +169,12 @@ def _student_errors(backbones: dict) -> list[str]:
     """Projection and student must fit together (widths are checked by `smoke`, which builds it)."""
     lines = []
     for name, spec in backbones.items():
-        student, projection = spec.get("student", "auto"), spec.get("projection", False)
-        if projection is True and student in ("auto", "resnet", "convnext"):
+        student, projection = spec.get("student", params.STUDENT_DEFAULT), spec.get("projection", False)
+        if projection is True and student in params.STUDENT_FAMILIES:
             lines.append(f"backbones.{name}: projection true embeds the teacher into the widths of a named "
                          f"student, but student is '{student}'. Set student to a timm ResNet, e.g. "
                          "student: wide_resnet50_2.")
-        if projection == "guide" and student not in ("auto", "resnet", "resnet18"):
+        if projection == "guide" and student not in params.GUIDE_STUDENTS:
             lines.append(f"backbones.{name}: projection guide uses resnet18's student, not '{student}'. "
                          "Drop student or set it to resnet18.")
     return lines

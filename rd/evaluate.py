@@ -5,7 +5,7 @@ Outputs (published as one set, ``metrics.json`` last, so its presence means the 
 missed defects and the top-k false alarms at the run's image-level F1max threshold),
 ``threshold.json`` (the good-image threshold ``python -m rd predict`` uses by default: the 0.99
 quantile of the scores of the run's held-out good images, or of its training images when it
-held none out, see ``rd.thresholds``) and ``metrics.json``.
+held none out, see ``rd.use.thresholds``) and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rd import io, metrics
+from rd import files, metrics
 from rd.data import denormalize
 from rd.errors import RDError
-from rd.inference import image_scores, predict, predict_from_features
-from rd.run import load_model
-from rd.thresholds import THRESHOLD_FILE, good_threshold
+from rd.metric_list import METRICS
+from rd.method.inference import image_scores, predict, predict_from_features
+from rd.run import TrainConfig, load_model
+from rd.use.thresholds import THRESHOLD_FILE, good_threshold
 
 OUTPUTS = ("scores.csv", "curves.json", "failure_cases.npz", THRESHOLD_FILE, "metrics.json")  # metrics.json last
 
@@ -61,18 +62,15 @@ def compute_metrics(maps: np.ndarray, masks: np.ndarray, labels: np.ndarray, def
         t: metrics.image_auroc(scores[(types == t) | (labels == 0)], labels[(types == t) | (labels == 0)])
         for t in sorted(set(defect_types) - {"good"})
     }
-    return {
-        "image_auroc": metrics.image_auroc(scores, labels),
-        "pixel_auroc": metrics.pixel_auroc(maps, masks),
-        "aupro": metrics.aupro(maps, masks, fpr_limit=0.3),
-        "pro_rd4ad": metrics.pro_rd4ad(maps, masks),
-        "image_ap": metrics.average_precision(scores, labels),
-        "pixel_ap": metrics.pixel_average_precision(maps, masks),
-        "image_f1max": img_f1, "image_f1max_threshold": img_thr,
-        "pixel_f1max": pix_f1, "pixel_f1max_threshold": pix_thr,
-        "iou": metrics.iou_at_threshold(maps, masks, pix_thr),
-        "per_defect_image_auroc": per_type,
-    }
+    # The F1max thresholds are found once (pixels: the costly PR curve) and reused by IoU.
+    at_f1max = {("f1_max", "image"): img_f1, ("f1_max", "pixel"): pix_f1,
+                ("iou_at_f1max", "pixel"): metrics.iou_at_threshold(maps, masks, pix_thr)}
+    inputs = {"image": (scores, labels), "pixel": (maps, masks)}
+    result: dict[str, Any] = {
+        m.name: at_f1max[(m.function, m.level)] if (m.function, m.level) in at_f1max
+        else getattr(metrics, m.function)(*inputs[m.level]) for m in METRICS}
+    return {**result, "image_f1max_threshold": img_thr, "pixel_f1max_threshold": pix_thr,
+            "per_defect_image_auroc": per_type}
 
 
 def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -88,7 +86,7 @@ def curves(maps: np.ndarray, masks: np.ndarray, scores: np.ndarray, labels: np.n
             "pro": {"fpr": as_list(pro_fpr), "pro": as_list(pro)}}
 
 
-def _good_scores(model: Any, cfg: dict[str, Any], data_root: str, category: str, dataset: str,
+def _good_scores(model: Any, cfg: TrainConfig, data_root: str, category: str, dataset: str,
                  device: Any, *, train_images: torch.Tensor | None = None,
                  train_features: list[torch.Tensor] | None = None) -> tuple[np.ndarray, str]:
     """Image scores of the good images the threshold comes from, and their threshold_source: the
@@ -97,15 +95,15 @@ def _good_scores(model: Any, cfg: dict[str, Any], data_root: str, category: str,
     process hands over when it evaluates in-process, so they are not computed twice."""
     from rd.data import good_split, load_samples
 
-    part = good_split(dataset, data_root, category, cfg.get("validation_fraction", 0.0), cfg.get("data_seed", 0))
+    part = good_split(dataset, data_root, category, cfg.validation_fraction, cfg.data_seed)
     if not part.held_out and train_features is not None:
-        return image_scores(predict_from_features(model, train_features, cfg["image_size"], cfg["batch_size"])), \
+        return image_scores(predict_from_features(model, train_features, cfg.image_size, cfg.batch_size)), \
             part.source
     if not part.held_out and train_images is not None:
         images = train_images
     else:
-        images = load_samples(part.held_out or part.train, cfg["image_size"])["images"]
-    scores = image_scores(predict(model, images, cfg["image_size"], device, cfg["batch_size"]))
+        images = load_samples(part.held_out or part.train, cfg.image_size)["images"]
+    scores = image_scores(predict(model, images, cfg.image_size, device, cfg.batch_size))
     return scores, part.source
 
 
@@ -115,7 +113,7 @@ def check_labels(labels: np.ndarray, data_root: str, category: str) -> None:
                       "AUROC needs both good and defective test images.")
 
 
-def evaluate_model(model: torch.nn.Module, cfg: dict[str, Any], out_dir: str | os.PathLike, *, data_root: str,
+def evaluate_model(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | os.PathLike, *, data_root: str,
                    category: str, dataset: str, device: torch.device | str, failure_cases: int = 4,
                    test: dict | None = None, test_features: list[torch.Tensor] | None = None,
                    train_images: torch.Tensor | None = None, train_features: list[torch.Tensor] | None = None,
@@ -131,15 +129,15 @@ def evaluate_model(model: torch.nn.Module, cfg: dict[str, Any], out_dir: str | o
 
     t0 = time.perf_counter() if t0 is None else t0
     out = Path(out_dir)
-    name = cfg.get("name") or cfg["backbone"]
+    name = cfg.backbone_name
     if test is None:
-        test = load_split(data_root, category, "test", cfg["image_size"], dataset=dataset)
+        test = load_split(data_root, category, "test", cfg.image_size, dataset=dataset)
     labels = test["labels"].numpy().astype(int)
     check_labels(labels, data_root, category)
     if test_features is not None:
-        maps = predict_from_features(model, test_features, cfg["image_size"], cfg["batch_size"])
+        maps = predict_from_features(model, test_features, cfg.image_size, cfg.batch_size)
     else:
-        maps = predict(model, test["images"], cfg["image_size"], device, cfg["batch_size"])
+        maps = predict(model, test["images"], cfg.image_size, device, cfg.batch_size)
     good_scores, threshold_source = _good_scores(model, cfg, data_root, category, dataset, device,
                                                  train_images=train_images, train_features=train_features)
     masks = test["masks"][:, 0].numpy().astype(bool)
@@ -150,24 +148,24 @@ def evaluate_model(model: torch.nn.Module, cfg: dict[str, Any], out_dir: str | o
         raise RDError(f"Cannot compute metrics for {data_root}/{category}: {exc}.",
                       "check the test set and its ground-truth masks.") from exc
     result.update({
-        "category": category, "backbone": name, "model": cfg["backbone"], "setting": cfg["setting_name"],
-        "arm": f"{name}/{cfg['setting_name']}", "seed": cfg["seed"], "weights": cfg["weights"],
-        "image_size": cfg["image_size"], "n_test": int(len(labels)), "n_anomalous": int(labels.sum()),
+        "category": category, "backbone": name, "model": cfg.backbone, "setting": cfg.setting_name,
+        "arm": f"{name}/{cfg.setting_name}", "seed": cfg.seed, "weights": cfg.weights,
+        "image_size": cfg.image_size, "n_test": int(len(labels)), "n_anomalous": int(labels.sum()),
     })
     # One set, metrics.json (it marks a complete evaluation) last: a failure below (full disk)
     # leaves the earlier evaluation as it was, never new files beside an old marker.
-    with io.output_set(out / "metrics.json"):
-        io.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]),
+    with files.output_set(out / "metrics.json"):
+        files.write_csv(out / "scores.csv", pd.DataFrame({"path": list(test["paths"]),
                                                        "defect_type": list(test["defect_types"]),
                                                        "label": labels, "score": scores}))
-        io.write_json(out / "curves.json", curves(maps, masks, scores, labels))
+        files.write_json(out / "curves.json", curves(maps, masks, scores, labels))
         buf = _io.BytesIO()
         cases = select_failure_cases(test, maps, scores, result["image_f1max_threshold"], failure_cases)
         np.savez_compressed(buf, **cases)
-        io.write_bytes(out / "failure_cases.npz", buf.getvalue())
-        io.write_json(out / THRESHOLD_FILE, good_threshold(good_scores, threshold_source))
+        files.write_bytes(out / "failure_cases.npz", buf.getvalue())
+        files.write_json(out / THRESHOLD_FILE, good_threshold(good_scores, threshold_source))
         result["eval_seconds"] = time.perf_counter() - t0
-        io.write_json(out / "metrics.json", result)
+        files.write_json(out / "metrics.json", result)
     return result
 
 
@@ -178,12 +176,12 @@ def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str
     from rd.devices import resolve_device
 
     t0 = time.perf_counter()
-    out = io.ensure_writable_dir(out_dir)
-    if io.clear_stale_temporaries(out, OUTPUTS):
+    out = files.ensure_writable_dir(out_dir)
+    if files.clear_stale_temporaries(out, OUTPUTS):
         warnings.warn(f"removed temporary files an interrupted earlier evaluation left in {out}.", stacklevel=2)
     torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
-    dataset = dataset or cfg.get("dataset", "mvtec")  # default: the layout the run was trained on
+    dataset = dataset or cfg.dataset  # default: the layout the run was trained on
     with resolve_device(device) as lease:
         model = model.to(lease.device)
         return evaluate_model(model, cfg, out, data_root=data_root, category=category, dataset=dataset,

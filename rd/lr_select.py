@@ -24,9 +24,9 @@ from typing import Any, Sequence
 
 import torch
 
-from rd import io
+from rd import files
 from rd.errors import RDError
-from rd.loss import cosine_distillation_loss
+from rd.method.loss import cosine_distillation_loss
 from rd.run import TrainConfig
 
 RULE = "lowest mean distillation loss on the held-out good images (ties: the smaller lr)"
@@ -82,7 +82,7 @@ def selection_run(cfg: TrainConfig, lr: float, epochs: int, out: str | os.PathLi
             loss = held_out_loss(model.to(lease.device), images, lease.device, cfg.batch_size)
         record.update(held_out_loss=loss, diverged=not math.isfinite(loss),
                       train_final_loss=summary["final_loss"])
-    io.write_json(out, record)
+    files.write_json(out, record)
     shutil.rmtree(work, ignore_errors=True)
     return record
 
@@ -96,7 +96,7 @@ def _loss_key(rec: dict[str, Any]) -> tuple[float, float]:
 def gather(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
     """The selection of one arm from its per-lr JSONs: grid, every held-out loss, the chosen lr."""
     fix = "rerun the arm's lr_select jobs (delete results/lr/<backbone>/<setting>/ first)."
-    records = [io.read_json_object(p, "Lr selection run", fix) for p in paths]
+    records = [files.read_json_object(p, "Lr selection run", fix) for p in paths]
     if len(records) < 2:
         raise RDError(f"An lr selection needs at least 2 runs, got {len(records)}.", "give lr_grid 2 or more values.")
     for path, rec in zip(paths, records):
@@ -125,14 +125,14 @@ def gather(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict[s
         "chosen": float(best["lr"]),
         "held_out": first.get("held_out"),
     }
-    io.write_json(out, result)
+    files.write_json(out, result)
     return result
 
 
 def read_selection(path: str | os.PathLike, backbone: str, setting: str) -> dict[str, Any]:
     """The gathered selection for one arm (``--lr-selection``), checked to be that arm's."""
     fix = "pass the arm's own results/lr/<backbone>/<setting>.json (rerun the workflow to make it)."
-    data = io.read_json_object(path, "Lr selection", fix)
+    data = files.read_json_object(path, "Lr selection", fix)
     try:
         grid, losses, chosen = [float(v) for v in data["grid"]], list(data["losses"]), float(data["chosen"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -100,32 +100,38 @@ def _both_classes(y: NDArray, what: str) -> None:
 
 
 # ----------------------------------------------------------------------------- ranking
+def _images(scores: ArrayLike, labels: ArrayLike, what: str) -> tuple[NDArray, NDArray]:
+    """(labels, scores) of images, checked, with both classes present (sklearn's argument order)."""
+    s, y = _scores_labels(scores, labels)
+    _both_classes(y, what)
+    return y, s
+
+
+def _pixels(maps: ArrayLike, masks: ArrayLike, what: str) -> tuple[NDArray, NDArray]:
+    """(truth, scores) of all test pixels pooled, checked, with both classes present."""
+    m, g = _maps_masks(maps, masks)
+    _both_classes(g, what)
+    return g.ravel(), m.ravel()
+
+
 def image_auroc(scores: ArrayLike, labels: ArrayLike) -> float:
     """ROC AUC of image scores (e.g. max of the map) against image labels (1 = defect)."""
-    s, y = _scores_labels(scores, labels)
-    _both_classes(y, "image AUROC")
-    return float(roc_auc_score(y, s))
+    return float(roc_auc_score(*_images(scores, labels, "image AUROC")))
 
 
 def pixel_auroc(maps: ArrayLike, masks: ArrayLike) -> float:
     """ROC AUC over all test pixels pooled (good images included)."""
-    m, g = _maps_masks(maps, masks)
-    _both_classes(g, "pixel AUROC")
-    return float(roc_auc_score(g.ravel(), m.ravel()))
+    return float(roc_auc_score(*_pixels(maps, masks, "pixel AUROC")))
 
 
 def average_precision(scores: ArrayLike, labels: ArrayLike) -> float:
     """Average precision (area under the step PR curve) of 1-D scores."""
-    s, y = _scores_labels(scores, labels)
-    _both_classes(y, "average precision")
-    return float(average_precision_score(y, s))
+    return float(average_precision_score(*_images(scores, labels, "average precision")))
 
 
 def pixel_average_precision(maps: ArrayLike, masks: ArrayLike) -> float:
     """Average precision over all test pixels pooled."""
-    m, g = _maps_masks(maps, masks)
-    _both_classes(g, "pixel average precision")
-    return float(average_precision_score(g.ravel(), m.ravel()))
+    return float(average_precision_score(*_pixels(maps, masks, "pixel average precision")))
 
 
 def f1_max_threshold(scores: ArrayLike, labels: ArrayLike) -> tuple[float, float]:

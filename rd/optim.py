@@ -12,20 +12,14 @@ from typing import Any
 
 import torch
 
-from rd.params import SETTING_RULES, check_setting
+from rd.params import BASELINE, check_setting
 
-SETTING_KEYS = set(SETTING_RULES)
-BASELINE = {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0, "schedule": "constant"}
-
-
-def _check(setting: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
-    """The setting checked by the shared parameter rules (rd.params), baseline keys filled in."""
-    return check_setting(setting, epochs)
+__all__ = ["BASELINE", "make_optimizer", "make_scheduler", "weight_decay_rule"]
 
 
 def weight_decay_rule(setting: dict[str, Any]) -> str:
     """In words, which parameters the setting decays (recorded in train.json, shown by the audit)."""
-    s = _check(setting)
+    s = check_setting(setting)
     if not s["weight_decay"]:
         return "no weight decay"
     return (f"weight decay {s['weight_decay']:g} on weights with ndim >= 2; none on biases and 1-D parameters "
@@ -43,7 +37,7 @@ def make_optimizer(student: torch.nn.Module, setting: dict[str, Any]) -> torch.o
     """
     from timm.optim import param_groups_weight_decay
 
-    s = _check(setting)
+    s = check_setting(setting)
     groups = param_groups_weight_decay(student, weight_decay=s["weight_decay"])
     if s["optimizer"] == "adam":
         return torch.optim.Adam(groups, lr=s["lr"], betas=tuple(s["betas"]), fused=True)
@@ -55,7 +49,7 @@ def make_optimizer(student: torch.nn.Module, setting: dict[str, Any]) -> torch.o
 def make_scheduler(optimizer: torch.optim.Optimizer, setting: dict[str, Any], steps_per_epoch: int,
                    epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step multiplier: 1 (constant) or linear warmup then cosine decay to ``min_lr``."""
-    s = _check(setting, epochs)
+    s = check_setting(setting, epochs)
     total = max(1, steps_per_epoch * epochs)
     warmup = min(total - 1, int(round(s["warmup_epochs"] * steps_per_epoch)))
     floor = s["min_lr"] / s["lr"]

@@ -43,6 +43,21 @@ TEXTURE_CATEGORIES: tuple[str, ...] = ("brick", "grass", "gravel")
 #: rule's declared output (Snakemake deletes a failed job's outputs: only this file, never a folder).
 GENERATED_DONE = "generated.done"
 
+#: The dataset layouts a data root can be in (``dataset.name``, ``--dataset``; readers in rd.data).
+DATASETS: tuple[str, ...] = ("textures", "mvtec", "visa", "mvtec_ad2", "btad")
+
+#: The student a backbone gets when it names none: the paper's ResNet student for a ResNet
+#: teacher, the ConvNeXt student otherwise (rd.method.model.derive_student).
+STUDENT_DEFAULT = "auto"
+#: Student values naming a family rather than a timm ResNet whose structure to copy.
+STUDENT_FAMILIES: tuple[str, ...] = (STUDENT_DEFAULT, "resnet", "convnext")
+#: The students ``projection: guide`` allows: it always uses resnet18's student.
+GUIDE_STUDENTS: tuple[str, ...] = (STUDENT_DEFAULT, "resnet", "resnet18")
+#: The ResNet student's stage outputs: relu (the official student) or linear (no final ReLU).
+STUDENT_OUTPUTS: tuple[str, ...] = ("relu", "linear")
+#: Teacher projections: none, a frozen orthonormal embedding, or the 1x1 conv + BN + ReLU guide.
+PROJECTIONS: tuple[str, ...] = ("none", "orthonormal", "guide")
+
 #: The paper's recipe: the defaults of ``python -m rd train`` and of ``TrainConfig``.
 RECIPE: dict[str, Any] = {"image_size": 256, "epochs": 200, "batch_size": 16, "seed": 0, "threads": 1,
                           "eval_every": 0, "device": "auto"}
@@ -220,8 +235,11 @@ SETTING_RULES: dict[str, Rule] = {
 #: Keys of a config setting that choose its learning rate (rd.lr_select) rather than train:
 #: the workflow takes them out before the setting reaches ``python -m rd train``.
 LR_SELECTION_KEYS = ("lr_grid", "lr_select_epochs")
-SETTING_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0,
-                                    "schedule": "constant", "warmup_epochs": 0, "momentum": 0.9, "min_lr": 0.0}
+#: The paper's training setting (Deng & Li 2022): Adam, lr 0.005, betas (0.5, 0.999), constant lr.
+BASELINE: dict[str, Any] = {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0,
+                            "schedule": "constant"}
+#: What a setting leaves out: the baseline's, and the keys only other optimizers/schedules read.
+SETTING_DEFAULTS: dict[str, Any] = {**BASELINE, "warmup_epochs": 0, "momentum": 0.9, "min_lr": 0.0}
 SETTING_REQUIRED = ("optimizer", "lr")
 
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rd import io
+from rd import files
 from rd.errors import RDError
-from rd.models import RD, build_rd
-from rd.params import RECIPE, RULES
+from rd.method import RD, build_rd
+from rd.params import RECIPE, RULES, STUDENT_DEFAULT
 
 MODEL_FORMAT = "rd-model/1"
 
@@ -33,7 +33,7 @@ class TrainConfig:
     dataset: str = "mvtec"
     weights: str = "none"
     projection: str = "none"       # none | orthonormal | guide
-    student: str = "auto"          # auto | resnet | convnext | a timm ResNet name (its student)
+    student: str = STUDENT_DEFAULT  # auto | resnet | convnext | a timm ResNet name (its student)
     student_output: str = "relu"   # relu (official ResNet student) | linear (no final ReLU per stage)
     name: str = ""                 # the backbone's name in the config (default: the timm model)
     setting_name: str = "baseline"
@@ -167,10 +167,10 @@ def config_from_dict(cfg: Any, path: str | os.PathLike) -> TrainConfig:
     return TrainConfig(**cfg)
 
 
-def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
-    """Rebuild the trained network from ``model.pt`` and check its teacher is the trained one."""
+def load_model(path: str | os.PathLike) -> tuple[RD, TrainConfig]:
+    """Rebuild the trained network from ``model.pt`` (with its TrainConfig) and check its teacher is the trained one."""
     fix = "rerun training for this run (delete the file first) or pass another run's model.pt."
-    ckpt = io.load_torch(path, "Model", fix)
+    ckpt = files.load_torch(path, "Model", fix)
     if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
         found = ""
         if isinstance(ckpt, dict) and "format" in ckpt:
@@ -180,13 +180,12 @@ def load_model(path: str | os.PathLike) -> tuple[RD, dict[str, Any]]:
     lacking = [k for k in ("train_config", "student", "teacher_fingerprint") if k not in ckpt]
     if lacking:
         raise RDError(f"{path} lacks {', '.join(lacking)}: it is damaged or from another version of rd.", fix)
-    config = config_from_dict(ckpt["train_config"], path)
-    cfg = asdict(config)
-    model = build_seeded(config)
+    cfg = config_from_dict(ckpt["train_config"], path)
+    model = build_seeded(cfg)
     load_student(model, ckpt["student"], path)
     if teacher_fingerprint(model) != ckpt["teacher_fingerprint"]:
-        raise RDError(f"The teacher rebuilt for {path} ({cfg['backbone']}, weights={cfg['weights']}, "
-                      f"seed {cfg['seed']}) differs from the one the student was trained against.",
+        raise RDError(f"The teacher rebuilt for {path} ({cfg.backbone}, weights={cfg.weights}, "
+                      f"seed {cfg.seed}) differs from the one the student was trained against.",
                       "evaluate with the same weights file/cache and the same torch/timm versions as "
                       "training, or retrain.")
     model.eval()

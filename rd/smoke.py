@@ -13,9 +13,10 @@ from typing import Any, Sequence
 
 import torch
 
-from rd import io
+from rd import files
 from rd.errors import RDError
-from rd.models import build_rd, count_params
+from rd.method import build_rd, count_params
+from rd.params import STUDENT_DEFAULT
 
 
 def check_shapes(model: torch.nn.Module, image_size: int) -> list[list[int]]:
@@ -72,7 +73,7 @@ def _sign_batch(image_size: int, data_root: str | None, dataset: str, category: 
 
 
 def smoke_test(backbone: str, *, weights: str = "none", image_sizes: Sequence[int] = (128, 256),
-               projection: str = "none", student: str = "auto", student_output: str = "relu",
+               projection: str = "none", student: str = STUDENT_DEFAULT, student_output: str = "relu",
                data_root: str | None = None, dataset: str = "mvtec", category: str | None = None,
                out: str | os.PathLike | None = None) -> dict[str, Any]:
     for size in image_sizes:
@@ -104,5 +105,5 @@ def smoke_test(backbone: str, *, weights: str = "none", image_sizes: Sequence[in
                    "student": count_params(model.bottleneck) + count_params(model.decoder)},
     }
     if out is not None:
-        io.write_json(out, result)
+        files.write_json(out, result)
     return result

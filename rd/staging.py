@@ -8,7 +8,7 @@ retraining): that job calls :func:`publish`, which moves the staged files into p
 were made with the same options, the same ``model.pt`` (sha256) and the same evaluation code;
 otherwise ``rd evaluate`` evaluates in full.
 
-Only the standard library and :mod:`rd.io` here: publishing must stay a sub-second command.
+Only the standard library and :mod:`rd.files` here: publishing must stay a sub-second command.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from rd.io import file_sha256, write_json
+from rd.files import file_sha256, write_json
 
 STAGE_DIR = ".evaluation-staged"   # inside the run folder, next to model.pt
 RECORD = "staged.json"             # written last: its presence means the staged files are complete
 RECORD_FORMAT = "rd-staged-evaluation/1"
 # The modules whose code decides the evaluation's numbers and files: staged outputs made by
 # other code are not published (rd.evaluate then evaluates afresh).
-EVALUATION_CODE = ("evaluate.py", "metrics.py", "inference.py", "anomaly_map.py", "thresholds.py", "staging.py")
+EVALUATION_CODE = ("evaluate.py", "metrics.py", "method/inference.py", "method/anomaly_map.py", "use/thresholds.py",
+                   "staging.py")
 
 
 def evaluation_options(*, data_root: str | os.PathLike, category: str, dataset: str | None, failure_cases: int,

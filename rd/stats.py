@@ -491,7 +491,7 @@ def write_stats(summary_csv: str | Path, comparisons: Sequence[tuple[str, str]],
     """Read summary.csv (and the runs' scores.csv, when given), compute the paired tests, write
     ``out`` atomically; return the DataFrame."""
     from rd.aggregate import read_summary
-    from rd.io import write_csv
+    from rd.files import write_csv
 
     summary = read_summary(summary_csv)
     image_scores = read_image_scores(summary, scores) if scores else None
@@ -504,7 +504,7 @@ def write_stats(summary_csv: str | Path, comparisons: Sequence[tuple[str, str]],
 def read_stats(path: str | Path):
     """Read stats.csv back (string columns kept as written). A stats.csv from before ``role`` and
     ``verdict`` existed gets them filled: every metric exploratory, no verdict."""
-    from rd.io import read_table
+    from rd.files import read_table
 
     frame = read_table(path, "Statistics", "stats", REQUIRED_COLUMNS, TEXT_COLUMNS)
     for col in STATS_COLUMNS:

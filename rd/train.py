@@ -8,7 +8,7 @@ Why it is shaped this way:
 * Data order comes from a generator seeded by (seed, epoch), so a run resumed from its
   per-epoch checkpoint sees exactly the batches an uninterrupted run would have seen.
 * ``model.pt``, ``train.json`` and ``history.csv`` are published as one set
-  (``rd.io.output_set``), ``model.pt`` last, and only when training finished; a NaN/inf loss
+  (``rd.files.output_set``), ``model.pt`` last, and only when training finished; a NaN/inf loss
   stops the run with a clear message and no model.
 """
 
@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rd import io
+from rd import files
 from rd.errors import RDError
-from rd.loss import cosine_distillation_loss
-from rd.inference import image_scores, predict, predict_from_features
-from rd.models import RD, count_params, student_init_sha256
-from rd.models.weights import RANDOM_TEACHER_INIT, teacher_recipe
+from rd.method.loss import cosine_distillation_loss
+from rd.method.inference import image_scores, predict, predict_from_features
+from rd.method import RD, count_params, student_init_sha256
+from rd.method.weights import RANDOM_TEACHER_INIT, teacher_recipe
 from rd.optim import make_optimizer, make_scheduler, weight_decay_rule
 from rd.run import TrainConfig, build_seeded, load_student, model_checkpoint
 
@@ -168,7 +168,7 @@ def _resume(path: os.PathLike, cfg: TrainConfig, model: RD, optimizer: torch.opt
             scheduler: Any) -> tuple[list[dict[str, Any]], int] | None:
     """Load a checkpoint into model/optimizer/scheduler: (history, last epoch), None if it
     belongs to another configuration, RDError if it is damaged or does not fit."""
-    ckpt = io.load_torch(path, "Checkpoint")
+    ckpt = files.load_torch(path, "Checkpoint")
     if isinstance(ckpt, dict) and "identity" in ckpt and ckpt["identity"] != cfg.identity():
         print(f"ignoring {path}: it belongs to a different configuration (it will be replaced)", file=sys.stderr)
         return None
@@ -269,7 +269,7 @@ def _stage_evaluation(model: RD, cfg: TrainConfig, out: Path, device: torch.devi
     try:
         stage = staging.stage_dir(out)
         stage.mkdir()
-        evaluate_model(model, asdict(cfg), stage, data_root=cfg.data_root, category=cfg.category,
+        evaluate_model(model, cfg, stage, data_root=cfg.data_root, category=cfg.category,
                        dataset=cfg.dataset, device=device, failure_cases=failure_cases, test=test,
                        test_features=test_features, train_images=images, train_features=train_features,
                        t0=t0)
@@ -295,10 +295,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
     from rd.data import good_split, load_split
     from rd.devices import resolve_device
 
-    out = io.ensure_writable_dir(out_dir)
+    out = files.ensure_writable_dir(out_dir)
     staging.discard(out)  # an earlier staged evaluation belongs to the model this run replaces
     # left by a killed earlier attempt (kill -9, power loss)
-    stale = io.clear_stale_temporaries(out, (CHECKPOINT, "model.pt", "train.json", "history.csv"))
+    stale = files.clear_stale_temporaries(out, (CHECKPOINT, "model.pt", "train.json", "history.csv"))
     if stale:
         warnings.warn(f"removed {len(stale)} temporary file(s) an interrupted earlier run left in {out}.",
                       stacklevel=2)
@@ -387,7 +387,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
             history.append(row)
             _progress(epoch, cfg.epochs, row["loss"], row["lr"], row["elapsed"])
             if epoch < cfg.epochs:  # after the last epoch model.pt follows at once and the checkpoint goes
-                io.save_torch(ckpt_path, {"identity": cfg.identity(), "epoch": epoch, "history": history,
+                files.save_torch(ckpt_path, {"identity": cfg.identity(), "epoch": epoch, "history": history,
                                           "student": model.student_state_dict(),
                                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
 
@@ -415,10 +415,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
                        "student": count_params(model.bottleneck) + count_params(model.decoder)},
         }
         columns = ["epoch", "loss", "lr", "seconds", "elapsed", "image_auroc", "pixel_auroc"]
-        with io.output_set(out / "model.pt"):   # one set, model.pt (what evaluate needs) last
-            io.write_csv(out / "history.csv", pd.DataFrame(history).reindex(columns=columns))
-            io.write_json(out / "train.json", summary)
-            io.save_torch(out / "model.pt", model_checkpoint(model, cfg))
+        with files.output_set(out / "model.pt"):   # one set, model.pt (what evaluate needs) last
+            files.write_csv(out / "history.csv", pd.DataFrame(history).reindex(columns=columns))
+            files.write_json(out / "train.json", summary)
+            files.save_torch(out / "model.pt", model_checkpoint(model, cfg))
         ckpt_path.unlink(missing_ok=True)
         if stage_evaluation:
             _stage_evaluation(model, cfg, out, device, test=test_set, test_features=test_feats, images=images,

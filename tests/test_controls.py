@@ -11,9 +11,9 @@ import torch
 
 from rd import cli
 from rd.errors import RDError
-from rd.models import build_rd, count_params, student_init_sha256
-from rd.models.teacher import OrthonormalProjection
-from rd.models.weights import TEACHER_RECIPES, resolve_weights, teacher_recipe
+from rd.method import build_rd, count_params, student_init_sha256
+from rd.method.teacher import OrthonormalProjection
+from rd.method.weights import TEACHER_RECIPES, resolve_weights, teacher_recipe
 from rd.smoke import feature_signs, smoke_test
 
 WRN_STUDENT = 83_802_624
@@ -121,7 +121,7 @@ def test_smoke_writes_signs_on_training_images(brick_root, tmp_path):
 
 
 def test_recipe_table_covers_every_pinned_tag_and_tells_recipes_apart():
-    from rd.models.weights import IMAGENET_1K_TAGS
+    from rd.method.weights import IMAGENET_1K_TAGS
 
     for base, tag in IMAGENET_1K_TAGS.items():
         assert f"{base}.{tag}" in TEACHER_RECIPES

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from rd.anomaly_map import gaussian_sigma, smooth
+from rd.method.anomaly_map import gaussian_sigma, smooth
 from rd.errors import RDError
-from rd.export import GaussianBlur, export_onnx, onnx_session, reflect_indices
+from rd.use.export import GaussianBlur, export_onnx, onnx_session, reflect_indices
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_reflect_indices_match_numpy_symmetric():
 @pytest.mark.parametrize("backbone", ["resnet18", "convnext_pico"])
 def test_onnx_equals_pytorch(backbone, data_root, tmp_path):
     from rd.data import load_split
-    from rd.inference import image_scores, predict
+    from rd.method.inference import image_scores, predict
     from rd.run import load_model
 
     run = _run(data_root, tmp_path / "run", backbone)
@@ -101,7 +101,7 @@ def test_onnx_is_imported_only_by_export():
     sources = [p for p in (REPO / "rd").rglob("*.py") if p.name != "export.py"]
     offenders = [str(p) for p in sources if "import onnx" in p.read_text() or "from onnx" in p.read_text()]
     assert not offenders
-    code = ("import sys, rd.cli, rd.predict, rd.evaluate, rd.train, rd.thresholds, rd.predict_figure; "
+    code = ("import sys, rd.cli, rd.use.predict, rd.evaluate, rd.train, rd.use.thresholds, rd.use.figures; "
             "rd.cli.build_parser(); print(sorted(m for m in sys.modules if m.startswith('onnx')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from rd.errors import RDError
-from rd.models import build_rd, count_params
-from rd.models.weights import (
+from rd.method import build_rd, count_params
+from rd.method.weights import (
     IMAGENET_1K_TAGS,
     create_backbone,
     pretraining_of,

@@ -32,6 +32,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rd.params import BASELINE
+
 torch = pytest.importorskip("torch")
 
 pytestmark = [
@@ -45,8 +47,6 @@ IMAGE_SIZE = 128
 LOSS_RTOL = 0.15
 IMAGE_AUROC_ATOL = 0.05
 PIXEL_AUROC_ATOL = 0.03
-BASELINE = {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999], "weight_decay": 0.0, "schedule": "constant"}
-
 
 @pytest.fixture(scope="module")
 def brick(tmp_path_factory) -> Path:

@@ -18,7 +18,7 @@ import test_workflow as tw
 from rd import params
 from rd.config_check import InvalidConfig, check_config
 from rd.data import good_split, load_split, prepare_category
-from rd.data.mvtec import file_list_sha256
+from rd.data.layout import file_list_sha256
 from rd.errors import RDError
 from rd.run import TrainConfig
 
@@ -119,16 +119,16 @@ def test_mvtec_ad2_holds_out_its_own_validation_images(tmp_path):
 
 # --------------------------------------------------------------------------- the threshold
 def _scores_of(model_path: Path, images) -> np.ndarray:
-    from rd.inference import image_scores, predict
+    from rd.method.inference import image_scores, predict
     from rd.run import load_model
 
     model, c = load_model(model_path)
-    return image_scores(predict(model, images, c["image_size"], "cpu", c["batch_size"]))
+    return image_scores(predict(model, images, c.image_size, "cpu", c.batch_size))
 
 
 def test_threshold_is_the_quantile_of_held_out_scores(root, tmp_path):
     from rd.evaluate import evaluate_run
-    from rd.thresholds import resolve_threshold
+    from rd.use.thresholds import resolve_threshold
     from rd.train import train
 
     train(cfg(root), tmp_path)

@@ -19,7 +19,7 @@ import torch
 from scipy import stats as sps
 from scipy.ndimage import gaussian_filter
 
-from rd.anomaly_map import anomaly_maps, gaussian_sigma, raw_anomaly_map
+from rd.method.anomaly_map import anomaly_maps, gaussian_sigma, raw_anomaly_map
 from rd.metrics import pixel_auroc, pro_rd4ad
 from rd.stats import compute_stats, paired_test
 
@@ -93,7 +93,7 @@ def test_distillation_loss_by_hand():
     """Per stage 1 - cos of the flattened maps, mean over the batch, summed over stages.
     Stage 1 (one sample): t = (1, 0, 0, 0), s = (1, 1, 0, 0): cos = 1/sqrt(2).
     Stage 2 (two samples): t = s (cos 1) and t = -s (cos -1): mean of 0 and 2 = 1."""
-    from rd.loss import cosine_distillation_loss
+    from rd.method.loss import cosine_distillation_loss
 
     t1 = torch.tensor([1.0, 0, 0, 0]).reshape(1, 1, 2, 2)
     s1 = torch.tensor([1.0, 1, 0, 0]).reshape(1, 1, 2, 2)

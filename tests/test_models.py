@@ -10,11 +10,11 @@ import timm
 import torch
 
 from rd.errors import RDError
-from rd.loss import cosine_distillation_loss
-from rd.models import build_rd, count_params
-from rd.models.bn_layer import OCBE
-from rd.models.teacher import rd_out_indices
-from rd.models.weights import create_backbone
+from rd.method.loss import cosine_distillation_loss
+from rd.method import build_rd, count_params
+from rd.method.bottleneck import OCBE
+from rd.method.teacher import rd_out_indices
+from rd.method.weights import create_backbone
 
 
 def student_params(model) -> int:
@@ -196,7 +196,7 @@ def test_efficientnet_lite0_imagenet_is_real():
     from skimage.transform import resize
 
     from rd.data import IMAGENET_MEAN, IMAGENET_STD
-    from rd.models.weights import _efficientnet_lite0_state_dict
+    from rd.method.weights import _efficientnet_lite0_state_dict
 
     with torch.device("meta"):
         shape_model = timm.create_model("efficientnet_lite0")

@@ -16,8 +16,8 @@ import torch
 
 from rd.cli import main
 from rd.errors import RDError
-from rd.predict import SkippedFileWarning, collect_images, figure_names, predict_images
-from rd.predict_figure import anomaly_panels_png
+from rd.use.predict import SkippedFileWarning, collect_images, figure_names, predict_images
+from rd.use.figures import anomaly_panels_png
 from rd.run import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]

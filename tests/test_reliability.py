@@ -740,7 +740,7 @@ def test_stale_temporaries_of_a_killed_run_are_cleared(small_root, tmp_path):
 
 def test_atomic_writes_are_flushed_to_disk(tmp_path, monkeypatch):
     """fsync of the file before the rename and of its folder after it (power loss)."""
-    from rd import io
+    from rd import files
 
     synced = []
     real = os.fsync
@@ -750,14 +750,14 @@ def test_atomic_writes_are_flushed_to_disk(tmp_path, monkeypatch):
         return real(fd)
 
     monkeypatch.setattr(os, "fsync", record)
-    io.write_text(tmp_path / "out.txt", "x\n")
+    files.write_text(tmp_path / "out.txt", "x\n")
     assert len(synced) == 2 and synced[0].startswith(str(tmp_path / ".out.txt.")) and synced[1] == str(tmp_path)
 
 
 @pytest.mark.parametrize("code,needle", [(28, "the disk is full"), (122, "quota"), (13, "permissions"),
                                          (30, "read-only"), (21, "a folder has the output's name")])
 def test_write_errors_name_their_cause(code, needle):
-    from rd.io import write_failed
+    from rd.files import write_failed
 
     line = str(write_failed("out/x.json", OSError(code, os.strerror(code))))
     assert needle in line and os.strerror(code) in line and " Fix: " in line, line
@@ -816,9 +816,9 @@ def test_an_all_nan_metric_is_reported_as_nan_with_a_note(tmp_path):
 
 
 def test_only_the_commands_own_temporaries_are_cleared(tmp_path):
-    from rd import io
+    from rd import files
 
     (tmp_path / ".metrics.json.abc.tmp").write_text("x")
     (tmp_path / ".summary.csv.abc.tmp").write_text("another job's")
-    removed = io.clear_stale_temporaries(tmp_path, ("metrics.json", "curves.json"))
+    removed = files.clear_stale_temporaries(tmp_path, ("metrics.json", "curves.json"))
     assert removed == [tmp_path / ".metrics.json.abc.tmp"] and (tmp_path / ".summary.csv.abc.tmp").exists()

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rd import io
+from rd import files
 from rd.cli import main
 from rd.errors import RDError
 
@@ -153,7 +153,7 @@ def test_export_of_nan_weights_is_one_line(run, tmp_path, capsys):
     (OverflowError("Python int too large to convert to C long"), ("out of range",)),
 ])
 def test_expected_failures_map_to_one_line(exc, needles):
-    error = io.user_error(exc, "predict", ["--out p"])
+    error = files.user_error(exc, "predict", ["--out p"])
     assert isinstance(error, RDError) and " Fix: " in str(error) and "\n" not in str(error), error
     for needle in needles:
         assert needle in str(error), (needle, str(error))
@@ -161,17 +161,17 @@ def test_expected_failures_map_to_one_line(exc, needles):
 
 @pytest.mark.parametrize("exc", [ValueError("a bug"), KeyError("k"), OSError(errno.EBADF, "Bad file descriptor")])
 def test_bugs_keep_their_traceback(exc):
-    assert io.user_error(exc, "train") is None
+    assert files.user_error(exc, "train") is None
 
 
 def test_a_file_system_error_anywhere_in_a_command_is_one_line(run, tmp_path, capsys, monkeypatch):
     """An OSError raised deep inside a command (here: reading the run) becomes one line."""
-    import rd.predict
+    import rd.use.predict
 
     def denied(*_a, **_k):
         raise PermissionError(errno.EACCES, "Permission denied", str(run / "model.pt"))
 
-    monkeypatch.setattr(rd.predict, "resolve_run", denied)
+    monkeypatch.setattr(rd.use.predict, "resolve_run", denied)
     rc, lines = _predict(capsys, run, tmp_path / "p", _data(run) / CAT / "test" / "good")
     one_error(rc, lines, "model.pt", "Permission denied")
 
@@ -226,7 +226,7 @@ def test_nan_student_weights_are_refused_not_called_good(run, tmp_path, capsys):
 
 def test_non_finite_maps_are_an_error_not_a_score(run):
     """Weights finite, maps not (an input the network overflows on): no NaN score reaches a decision."""
-    from rd.inference import predict
+    from rd.method.inference import predict
     from rd.run import load_model
 
     model, cfg = load_model(run / "model.pt")
@@ -236,7 +236,7 @@ def test_non_finite_maps_are_an_error_not_a_score(run):
 
 
 def test_json_is_strict(tmp_path):
-    io.write_json(tmp_path / "x.json", {"threshold": float("nan"), "v": [1.5, float("inf")], "n": np.float64(2)})
+    files.write_json(tmp_path / "x.json", {"threshold": float("nan"), "v": [1.5, float("inf")], "n": np.float64(2)})
     text = (tmp_path / "x.json").read_text()
 
     def refuse(token):
@@ -246,12 +246,12 @@ def test_json_is_strict(tmp_path):
 
 
 def test_every_json_writer_goes_through_the_strict_one():
-    """No module writes a JSON file with NaN allowed: a json.dump(s) into a file outside rd/io.py
+    """No module writes a JSON file with NaN allowed: a json.dump(s) into a file outside rd/files.py
     says allow_nan=False (the others are for hashing or inline text)."""
     rd_dir = Path(__file__).resolve().parents[1] / "rd"
     offenders = []
     for path in rd_dir.rglob("*.py"):
-        if path.name == "io.py" and path.parent == rd_dir:
+        if path.name == "files.py" and path.parent == rd_dir:
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             writes = "json.dump(" in line or ("json.dumps(" in line and "write_text" in line)
@@ -262,7 +262,7 @@ def test_every_json_writer_goes_through_the_strict_one():
 
 def test_export_threshold_is_finite_in_strict_json(run, tmp_path):
     pytest.importorskip("onnxruntime")
-    from rd.export import export_onnx
+    from rd.use.export import export_onnx
 
     export_onnx(run, tmp_path / "m.onnx")
     meta = json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda t: pytest.fail(t))
@@ -272,9 +272,9 @@ def test_export_threshold_is_finite_in_strict_json(run, tmp_path):
 def test_an_infinite_table_cell_is_named(tmp_path):
     (tmp_path / "s.csv").write_text("category,arm,image_auroc\nbrick,a/b,0.9\ntile,a/b,inf\n")
     with pytest.raises(RDError, match=r"line 3, column 'image_auroc': 'inf' is infinite"):
-        io.read_table(tmp_path / "s.csv", "Summary", "aggregate", ["image_auroc"], {"category", "arm"})
+        files.read_table(tmp_path / "s.csv", "Summary", "aggregate", ["image_auroc"], {"category", "arm"})
     (tmp_path / "s.csv").write_text("category,arm,image_auroc\nbrick,a/b,0.9\ntile,a/b,nan\n")
-    assert np.isnan(io.read_table(tmp_path / "s.csv", "Summary", "aggregate", ["image_auroc"],
+    assert np.isnan(files.read_table(tmp_path / "s.csv", "Summary", "aggregate", ["image_auroc"],
                                   {"category", "arm"}).image_auroc[1])   # NaN stays "missing"
 
 
@@ -286,7 +286,7 @@ class Injector:
     def __init__(self, monkeypatch, fail_at: int | None = None) -> None:
         self.steps: list[str] = []
         self.fail_at = fail_at
-        real_fsync, real_replace = io._fsync, os.replace
+        real_fsync, real_replace = files._fsync, os.replace
 
         def fsync(path, directory=False):
             if not directory:
@@ -297,7 +297,7 @@ class Injector:
             self._step(f"rename {Path(dst).name}", errno.EIO)
             return real_replace(src, dst, *a, **k)
 
-        monkeypatch.setattr(io, "_fsync", fsync)
+        monkeypatch.setattr(files, "_fsync", fsync)
         monkeypatch.setattr(os, "replace", replace)
 
     def _step(self, what: str, code: int) -> None:
@@ -350,10 +350,10 @@ def test_output_set_is_all_or_nothing_at_each_step(tmp_path, monkeypatch):
     names = ["a.csv", "b.json", "marker.pt"]
 
     def action():
-        with io.output_set(folder / "marker.pt"):
-            io.write_text(folder / "marker.pt", "new marker")   # written first, published last
-            io.write_text(folder / "a.csv", "new a")
-            io.write_json(folder / "b.json", {"new": 1})
+        with files.output_set(folder / "marker.pt"):
+            files.write_text(folder / "marker.pt", "new marker")   # written first, published last
+            files.write_text(folder / "a.csv", "new a")
+            files.write_json(folder / "b.json", {"new": 1})
 
     steps = _publishing_steps(monkeypatch, lambda: None)
     assert steps == []
@@ -433,7 +433,7 @@ def test_evaluate_outputs_are_one_set_with_metrics_last(run, tmp_path, monkeypat
 
 
 def test_predict_outputs_are_one_set_with_predictions_last(run, tmp_path, monkeypatch):
-    from rd.predict import predict_images
+    from rd.use.predict import predict_images
 
     out = tmp_path / "p"
     images = sorted((_data(run) / CAT / "test" / "good").glob("*.png"))[:2]
@@ -471,7 +471,7 @@ def test_predict_outputs_are_one_set_with_predictions_last(run, tmp_path, monkey
 
 def test_export_keeps_the_old_pair_until_the_new_pair_is_complete(run, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from rd.export import export_onnx
+    from rd.use.export import export_onnx
 
     out = tmp_path / "m.onnx"
 
@@ -502,8 +502,8 @@ def test_export_keeps_the_old_pair_until_the_new_pair_is_complete(run, tmp_path,
 def test_every_command_clears_its_own_temporaries_at_start(run, tmp_path):
     pytest.importorskip("onnxruntime")
     from rd.evaluate import evaluate_run
-    from rd.export import export_onnx
-    from rd.predict import predict_images
+    from rd.use.export import export_onnx
+    from rd.use.predict import predict_images
 
     ev = _copy_run(run, tmp_path / "ev")
     stale_eval = [ev / ".threshold.json.x1.tmp", ev / ".metrics.json.x2.tmp", ev / ".scores.csv.x3.tmp"]
@@ -526,7 +526,7 @@ def test_every_command_clears_its_own_temporaries_at_start(run, tmp_path):
 
 # --------------------------------------------------------------------------- 6. enumerating inputs
 def test_figure_names_never_clash():
-    from rd.predict import figure_names
+    from rd.use.predict import figure_names
 
     names = figure_names([Path("/d/a/b.png"), Path("/d/a__b.png"), Path("/d/c/A.png"), Path("/d/c/a.png"),
                           Path("/d/x.jpg"), Path("/d/x.jpg.png")])
@@ -569,7 +569,7 @@ def test_list_file_with_a_utf8_bom(run, tmp_path, capsys):
 
 
 def test_symlinked_subfolder_is_followed_and_a_loop_is_one_warning(run, tmp_path):
-    from rd.predict import collect_images
+    from rd.use.predict import collect_images
 
     images = tmp_path / "in"
     images.mkdir()

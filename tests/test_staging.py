@@ -167,7 +167,7 @@ def test_teacher_sees_each_image_once_per_run(brick_root, tmp_path, monkeypatch)
     """Training images once (the feature cache), test images once (history columns every epoch
     and the staged evaluation share them)."""
     from rd.data import load_split
-    from rd.models.teacher import Teacher
+    from rd.method.teacher import Teacher
     from rd.train import TrainConfig, train
 
     seen = []

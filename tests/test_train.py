@@ -66,8 +66,8 @@ def test_outputs_and_history(brick_root, tmp_path):
 def test_feature_cache_does_not_change_first_step_loss(brick_root):
     """The cached teacher features equal per-step teacher features: same loss on step one."""
     from rd.data import load_split
-    from rd.loss import cosine_distillation_loss
-    from rd.models import build_rd
+    from rd.method.loss import cosine_distillation_loss
+    from rd.method import build_rd
     from rd.run import seed_everything
     from rd.train import teacher_features
 
@@ -142,9 +142,9 @@ def test_kill_9_then_resume_equals_uninterrupted(brick_root, tmp_path):
 
 
 def test_changed_config_ignores_foreign_checkpoint(brick_root, tmp_path, capsys):
-    from rd import io
+    from rd import files
 
-    io.save_torch(tmp_path / "checkpoint.pt", {"identity": "someone-else", "epoch": 1})
+    files.save_torch(tmp_path / "checkpoint.pt", {"identity": "someone-else", "epoch": 1})
     train(small_cfg(brick_root, epochs=1), tmp_path)
     assert "different configuration" in capsys.readouterr().err
 

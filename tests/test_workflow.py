@@ -404,7 +404,7 @@ def install_stub_rd(wd: Path) -> None:
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     # the real command line and config check (and the light modules they import)
-    for name in ("cli.py", "errors.py", "params.py", "io.py", "config_check.py", "commands.py", "metric_list.py"):
+    for name in ("cli.py", "errors.py", "params.py", "files.py", "config_check.py", "commands.py", "metric_list.py"):
         shutil.copy2(REPO / "rd" / name, pkg / name)
     (pkg / "__main__.py").write_text(STUB_MAIN)
 

@@ -25,22 +25,20 @@ from typing import Any
 
 from rd.data import btad, layout, mvtec, mvtec_ad2, visa
 from rd.data.holdout import GoodSplit, split_good
-from rd.data.mvtec import (
+from rd.data.layout import (
     IMAGE_EXTENSIONS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     CategoryIndex,
     IgnoredFilesWarning,
-    MVTecDataset,
     check_files,
     denormalize,
     load_samples,
-    scan_category,
-    validate_category,
 )
+from rd.data.mvtec import MVTecDataset, scan_category, validate_category
 from rd.errors import RDError
+from rd.params import DATASETS
 
-DATASETS = ("textures", "mvtec", "visa", "mvtec_ad2", "btad")
 # The official categories of each real dataset (mvtec: any folder in the MVTec AD layout).
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "visa": visa.CATEGORIES, "mvtec_ad2": mvtec_ad2.CATEGORIES, "btad": btad.CATEGORIES,
@@ -92,9 +90,9 @@ def load_split(root: str | os.PathLike, category: str, split: str, image_size: i
 
     ``train``: the good images training sees (all of train/good at ``validation_fraction`` 0,
     else without the held-out ones); ``held_out``: the held-out good images (``seed`` is the
-    dataset seed that picks them; empty at fraction 0); ``test``: the test set. Same output as
-    :func:`rd.data.mvtec.load_split`: ``images`` (N,3,S,S float32, ImageNet-normalised),
-    ``masks`` (N,1,S,S bool), ``labels``, ``defect_types``, ``paths``.
+    dataset seed that picks them; empty at fraction 0); ``test``: the test set. Output as
+    :func:`rd.data.layout.load_samples`: ``images`` (N,3,S,S float32, ImageNet-normalised),
+    ``masks`` (N,1,S,S bool), ``labels``, ``defect_types``, ``paths``; ordered by relative path.
     """
     if split not in SPLITS:
         raise RDError(f"Unknown split {split!r}.", f"use one of {', '.join(SPLITS)}.")
@@ -130,7 +128,7 @@ def prepare_category(dataset: str, root: str | os.PathLike, category: str, seed:
                 pass
         raise
     if manifest_path is not None:
-        from rd.io import write_json
+        from rd.files import write_json
 
         write_json(manifest_path, manifest)
     return manifest

@@ -27,7 +27,7 @@ import os
 from typing import Any
 
 from rd.data import layout
-from rd.data.mvtec import CategoryIndex
+from rd.data.layout import CategoryIndex
 
 NAME = "btad"
 CATEGORIES: tuple[str, ...] = ("01", "02", "03")

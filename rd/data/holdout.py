@@ -2,7 +2,7 @@
 
 They give the two choices that must not be made on training images or on test labels: the
 decision threshold ``python -m rd predict`` uses by default (the 0.99 quantile of their
-scores, ``rd.thresholds``) and the learning rate of a setting with ``lr_grid``
+scores, ``rd.use.thresholds``) and the learning rate of a setting with ``lr_grid``
 (``rd.lr_select``).
 
 Which images: each good training image is ranked by the sha256 of (dataset seed, category,
@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from rd.data.mvtec import CategoryIndex, Sample, file_list_sha256
+from rd.data.layout import CategoryIndex, Sample, file_list_sha256
 from rd.params import check, held_out_count
 
 HELD_OUT = "held_out"                  # part of train/good, never trained on

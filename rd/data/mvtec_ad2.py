@@ -36,7 +36,7 @@ import os
 from typing import Any
 
 from rd.data import layout
-from rd.data.mvtec import CategoryIndex, Sample, _list_images
+from rd.data.layout import CategoryIndex, Sample, list_images
 
 NAME = "mvtec_ad2"
 CATEGORIES: tuple[str, ...] = ("can", "fabric", "fruit_jelly", "rice", "sheet_metal", "vial", "wallplugs", "walnuts")
@@ -54,7 +54,7 @@ def scan_category(root: str | os.PathLike, category: str, *, warn: bool = True) 
     val_dir = index.folder / "validation" / "good"
     if val_dir.is_dir():
         index.validation = [Sample(p, p.relative_to(index.folder).as_posix(), 0, "good", None)
-                            for p in _list_images(val_dir, index.ignored, index.folder)]
+                            for p in list_images(val_dir, index.ignored, index.folder)]
     return index
 
 

@@ -57,7 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from rd.data.mvtec import content_sha256, file_list_sha256, scan_category
+from rd.data.layout import content_sha256, file_list_sha256
+from rd.data.mvtec import scan_category
 from rd.data.texture_defects import DEFECTS, PHOTO_SIZE, apply_defect
 from rd.errors import RDError
 from rd.params import GENERATED_DONE, TEXTURE_CATEGORIES
@@ -342,7 +343,7 @@ def _foreign_files(target: Path) -> list[str]:
 
 def _mark_done(target: Path, marker: dict[str, Any]) -> None:
     """Written last, and the only thing the workflow declares as this step's output."""
-    from rd.io import write_text
+    from rd.files import write_text
 
     text = json.dumps({"generator": "rd.data.textures", "content_sha256": marker.get("content_sha256")},
                       sort_keys=True) + "\n"
@@ -360,7 +361,7 @@ def generate(root: str | os.PathLike, category: str, seed: int = 0, *, n_train: 
     holds nothing but the generator's own unchanged files (then a change of seed or size
     regenerates it). Any other existing folder is refused and left exactly as it is.
     """
-    from rd.io import ensure_writable_dir, write_text
+    from rd.files import ensure_writable_dir, write_text
 
     _check_category(category)
     seed = _check_seed(seed)

@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rd.data import layout
-from rd.data.mvtec import CategoryIndex, Sample, category_folder
+from rd.data.layout import CategoryIndex, Sample, category_folder
 from rd.errors import RDError
 
 NAME = "visa"

@@ -74,7 +74,7 @@ def build_report(summary: str | Path, stats: str | Path, config: str | Path, man
     import jinja2
 
     from rd.aggregate import read_summary
-    from rd.io import write_bytes, write_text
+    from rd.files import write_bytes, write_text
     from rd.stats import read_stats
 
     summary_path, stats_path, config_path, out = Path(summary), Path(stats), Path(config), Path(out)

@@ -204,7 +204,7 @@ def roc_pro_figures(data: CurveData, arms: Sequence[str], categories: Sequence[s
 # --------------------------------------------------------------------------- failure cases
 def failure_png(image, mask, amap, threshold, size: int = 112) -> bytes:
     """Image | ground truth | map overlay with the ground truth outlined (``rd predict``'s look)."""
-    from rd.predict_figure import anomaly_panels_png
+    from rd.use.figures import anomaly_panels_png
 
     return anomaly_panels_png(image, amap, threshold, middle=mask, outline=mask, size=size)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rd.errors import RDError
-from rd.io import read_json_object
+from rd.files import read_json_object
 
 PACKAGES = ["rd-backbones", "torch", "torchvision", "timm", "numpy", "scipy", "pandas", "scikit-learn",
             "scikit-image", "fvcore", "matplotlib", "jinja2", "snakemake"]

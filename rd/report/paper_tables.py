@@ -84,7 +84,7 @@ def per_category_table(summary, arms: Sequence[str], metric: str = "image_auroc"
 
 def write_tables(folder: str | Path, main: dict, stats: dict, dataset: str, summary, arms: Sequence[str]) -> list[Path]:
     """Write the tables into ``folder``; return the paths written."""
-    from rd.io import write_text
+    from rd.files import write_text
 
     folder = Path(folder)
     primary = stats["primary_metric"]

@@ -24,7 +24,7 @@ import rd.commands as _commands
 
 split_arm = _config_check.split_arm
 is_weights_file = _config_check.is_weights_file
-from rd.params import GENERATED_DONE, default_lr_select_epochs  # GENERATED_DONE: prepare_data's output
+from rd.params import GENERATED_DONE, STUDENT_DEFAULT, default_lr_select_epochs  # GENERATED_DONE: prepare_data's output
 
 try:
     SCHEMA = _config_check.check_config(config, SCHEMA_PATH)
@@ -138,7 +138,7 @@ def backbone_model(wildcards):
 
 
 def student_flag(wildcards):
-    return config["backbones"][wildcards.backbone].get("student", "auto")
+    return config["backbones"][wildcards.backbone].get("student", STUDENT_DEFAULT)
 
 
 def projection_flag(wildcards):

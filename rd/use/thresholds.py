@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rd.errors import RDError
-from rd.io import read_json_object
+from rd.files import read_json_object
 
 GOOD_QUANTILE = 0.99
 THRESHOLD_FILE = "threshold.json"

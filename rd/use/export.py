@@ -7,7 +7,7 @@ RGB already resized to S = the run's image_size and normalised with the ImageNet
 (both recorded in ``FILE.json``). Outputs ``anomaly_map`` (batch, S, S) and ``score`` (batch,).
 The batch axis is dynamic.
 
-The Gaussian blur of :mod:`rd.anomaly_map` is scipy's ``gaussian_filter`` (reflect mode,
+The Gaussian blur of :mod:`rd.method.anomaly_map` is scipy's ``gaussian_filter`` (reflect mode,
 truncate 4), which ONNX cannot express; :class:`GaussianBlur` computes the same filter as two
 fixed 1-D convolutions over a symmetrically padded map (padding by a fixed gather, so maps
 smaller than the kernel are handled as scipy does). After writing, the file is run with
@@ -22,16 +22,19 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rd import io
-from rd.anomaly_map import gaussian_sigma, raw_anomaly_map
+from rd import files
 from rd.errors import RDError
-from rd.models import RD
+from rd.method import RD
+from rd.method.anomaly_map import gaussian_sigma, raw_anomaly_map
+
+if TYPE_CHECKING:
+    from rd.run import TrainConfig
 
 INPUT, OUTPUTS = "image", ("anomaly_map", "score")
 TOLERANCE = 1e-4
@@ -94,7 +97,7 @@ class AnomalyGraph(nn.Module):
 def _check_out(out: Path) -> Path:
     if out.suffix.lower() != ".onnx":
         raise RDError(f"Output {out} does not end in .onnx.", "pass --out FILE.onnx (FILE.json is written beside it).")
-    io.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+    files.ensure_writable_dir(out.parent if str(out.parent) else Path("."))
     return out
 
 
@@ -120,7 +123,7 @@ def export_graph(graph: AnomalyGraph, out: str | os.PathLike, opset: int = DEFAU
     size = graph.image_size
     g = torch.Generator().manual_seed(0)
     example = torch.randn(2, 3, size, size, generator=g)
-    with io.atomic_path(out) as tmp, warnings.catch_warnings():
+    with files.atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices: the check below is what counts
         with torch.no_grad():
             torch.onnx.export(graph, (example,), str(tmp), dynamo=False, opset_version=opset,
@@ -144,46 +147,46 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, *, threshold: st
                 opset: int = DEFAULT_OPSET) -> dict[str, Any]:
     """Export a run's model.pt to ``out`` (.onnx) and write ``out`` with .json: preprocessing,
     threshold and provenance, everything a deployment needs besides the file itself."""
-    from rd.predict import resolve_run
+    from rd.use.predict import resolve_run
     from rd.run import load_model
-    from rd.thresholds import resolve_threshold
+    from rd.use.thresholds import resolve_threshold
 
     _require_onnx()
     out = _check_out(Path(out))
     # left by a killed earlier export (kill -9, power loss): never kept beside the new pair
-    stale = io.clear_stale_temporaries(out.parent, (out.name, out.with_suffix(".json").name))
+    stale = files.clear_stale_temporaries(out.parent, (out.name, out.with_suffix(".json").name))
     if stale:
         warnings.warn(f"removed {len(stale)} temporary file(s) an interrupted earlier export left beside {out}.",
                       stacklevel=2)
     run_dir, model_path = resolve_run(run)
     thr = resolve_threshold(threshold, run_dir)
     model, cfg = load_model(model_path)
-    graph = AnomalyGraph(model.cpu(), cfg["image_size"]).eval()
+    graph = AnomalyGraph(model.cpu(), cfg.image_size).eval()
     meta_path = out.with_suffix(".json")
     # The pair is one set, the .json (what a deployment reads first) last: the old pair stays
     # until the new one is complete, and a JSON never describes another .onnx.
-    with io.output_set(meta_path):
+    with files.output_set(meta_path):
         diff = export_graph(graph, out, opset)
         meta = _metadata(out, cfg, thr, opset, diff, model_path)
-        io.write_json(meta_path, meta)
+        files.write_json(meta_path, meta)
     return meta
 
 
-def _metadata(out: Path, cfg: dict[str, Any], thr: Any, opset: int, diff: float, model_path: Path) -> dict[str, Any]:
+def _metadata(out: Path, cfg: TrainConfig, thr: Any, opset: int, diff: float, model_path: Path) -> dict[str, Any]:
     """The export's JSON: preprocessing, threshold and provenance of the (staged) ``out``."""
     from rd.data import IMAGENET_MEAN, IMAGENET_STD
 
-    size = int(cfg["image_size"])
+    size = cfg.image_size
     return {
-        "onnx": out.name, "onnx_sha256": io.file_sha256(io.staged(out)), "opset": opset,
+        "onnx": out.name, "onnx_sha256": files.file_sha256(files.staged(out)), "opset": opset,
         "input": {"name": INPUT, "shape": ["batch", 3, size, size], "dtype": "float32", "layout": "NCHW RGB"},
         "outputs": {OUTPUTS[0]: ["batch", size, size], OUTPUTS[1]: ["batch"]},
         "image_size": size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         "preprocessing": "RGB, resize to image_size x image_size (bilinear, antialias), x / 255, (x - mean) / std",
         "threshold": thr.value, "threshold_source": thr.source, "threshold_choice": thr.choice,
         "decision": "anomalous when score >= threshold",
-        "backbone": cfg["backbone"], "weights": cfg["weights"], "setting": cfg["setting_name"],
-        "arm": f"{cfg['backbone']}/{cfg['setting_name']}", "seed": cfg["seed"], "category": cfg["category"],
-        "model_pt": str(model_path), "model_pt_sha256": io.file_sha256(model_path),
+        "backbone": cfg.backbone, "weights": cfg.weights, "setting": cfg.setting_name,
+        "arm": f"{cfg.backbone}/{cfg.setting_name}", "seed": cfg.seed, "category": cfg.category,
+        "model_pt": str(model_path), "model_pt_sha256": files.file_sha256(model_path),
         "verified_max_abs_diff": diff, "torch": torch.__version__,
     }

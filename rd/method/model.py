@@ -14,11 +14,12 @@ import timm
 import torch
 from torch import nn
 
-from rd.models.bn_layer import OCBE
-from rd.models.de_convnext import DeConvNeXt
-from rd.models.de_resnet import DeResNet
-from rd.models.teacher import PROJECTION_SEED, RESNET18_CHANNELS, Teacher, rd_out_indices
-from rd.models.weights import TeacherWeights, check_backbone_name, create_backbone
+from rd.method.bottleneck import OCBE
+from rd.method.decoder_convnext import DeConvNeXt
+from rd.method.decoder_resnet import DeResNet
+from rd.method.teacher import PROJECTION_SEED, RESNET18_CHANNELS, Teacher, rd_out_indices
+from rd.method.weights import TeacherWeights, check_backbone_name, create_backbone
+from rd.params import GUIDE_STUDENTS, PROJECTIONS, STUDENT_DEFAULT, STUDENT_FAMILIES, STUDENT_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,14 @@ def _structure(backbone: str) -> nn.Module:
 # The ResNet whose student a non-ResNet teacher gets under ``student: resnet``: the one with the
 # same stage channels (then the student is exactly that ResNet's), else resnet18's structure.
 RESNET_BY_CHANNELS = {(64, 128, 256): "resnet18", (256, 512, 1024): "wide_resnet50_2"}
-STUDENT_CHOICES = ("auto", "resnet", "convnext")
 
 
-def _teacher_channels(backbone: str) -> tuple[int, ...]:
+def _feature_info(backbone: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(RD's out indices, their channels) of ``backbone``'s feature stages, read on the meta device."""
     with torch.device("meta"):
         info = timm.create_model(backbone.split(".")[0], pretrained=False, features_only=True).feature_info
-    return tuple(info.channels()[i] for i in rd_out_indices(info.get_dicts()))
+    indices = tuple(rd_out_indices(info.get_dicts()))
+    return indices, tuple(info.channels()[i] for i in indices)
 
 
 def _resnet_student(resnet: nn.Module, reference: str) -> StudentSpec:
@@ -81,7 +83,7 @@ def _resnet_student(resnet: nn.Module, reference: str) -> StudentSpec:
     return StudentSpec("resnet", block, len(resnet.layer4), depths, base_width, reference)
 
 
-def derive_student(backbone: str, family: str = "auto") -> StudentSpec:
+def derive_student(backbone: str, family: str = STUDENT_DEFAULT) -> StudentSpec:
     """The student for ``backbone``, following the official RD4AD choices.
 
     ``family``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``
@@ -93,12 +95,12 @@ def derive_student(backbone: str, family: str = "auto") -> StudentSpec:
     from timm.models.resnet import ResNet
 
     full = _structure(backbone)
-    if family == "auto":
+    if family == STUDENT_DEFAULT:
         family = "resnet" if isinstance(full, ResNet) else "convnext"
     if family == "resnet":
         if isinstance(full, ResNet):
             return _resnet_student(full, backbone.split(".")[0])
-        family = RESNET_BY_CHANNELS.get(_teacher_channels(backbone)[:3], "resnet18")
+        family = RESNET_BY_CHANNELS.get(_feature_info(backbone)[1][:3], "resnet18")
     if family == "convnext":
         if isinstance(full, ConvNeXt):
             depths = tuple(len(stage.blocks) for stage in full.stages)
@@ -155,8 +157,6 @@ class RD(nn.Module):
             raise RuntimeError(f"student weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
-PROJECTION_CHOICES = ("none", "orthonormal", "guide")
-STUDENT_OUTPUTS = ("relu", "linear")
 
 
 def _projection_name(projection: bool | str) -> str:
@@ -165,16 +165,16 @@ def _projection_name(projection: bool | str) -> str:
         return "orthonormal"
     if projection is False or projection is None:
         return "none"
-    if projection not in PROJECTION_CHOICES:
+    if projection not in PROJECTIONS:
         raise ValueError(f"unknown projection {projection!r}: use none, orthonormal or guide")
     return str(projection)
 
 
-def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", student_output: str = "relu",
+def build_rd(backbone: str, weights: str = "none", *, student: str = STUDENT_DEFAULT, student_output: str = STUDENT_OUTPUTS[0],
              projection: bool | str = "none", init_seed: int | None = None) -> RD:
     """Build an RD network around a frozen timm ``backbone``.
 
-    ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.models.weights``).
+    ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.method.weights``).
     ``student``: ``auto`` (ResNet student for ResNet teachers, ConvNeXt otherwise), ``resnet``,
     ``convnext`` or a timm ResNet name (see ``derive_student``). ``student_output``: ``relu``
     (the official ResNet student) or ``linear`` (no final ReLU per output stage).
@@ -188,23 +188,20 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
     if student_output not in STUDENT_OUTPUTS:
         raise ValueError(f"unknown student output {student_output!r}: use relu or linear")
     projection = _projection_name(projection)
-    with torch.device("meta"):
-        info = timm.create_model(backbone.split(".")[0], pretrained=False, features_only=True).feature_info
-    indices = rd_out_indices(info.get_dicts())
+    indices, native = _feature_info(backbone)
     proj: tuple[int, int, int] | None = None
-    native = tuple(info.channels()[i] for i in indices)
     if projection == "orthonormal":
-        if student in STUDENT_CHOICES:
+        if student in STUDENT_FAMILIES:
             raise ValueError(f"projection orthonormal embeds the teacher into the widths of a named student, "
                              f"but student is {student!r}: name a timm ResNet (e.g. student: wide_resnet50_2)")
         s_spec = derive_student(student, student)
-        proj = _teacher_channels(student)[:3]  # type: ignore[assignment]
+        proj = _feature_info(student)[1][:3]  # type: ignore[assignment]
         narrower = [(a, b) for a, b in zip(native, proj) if b < a]
         if narrower:
             raise ValueError(f"projection orthonormal cannot reduce {backbone}'s channels {'/'.join(map(str, native))} "
                              f"to {student}'s {'/'.join(map(str, proj))} (an orthonormal embedding only widens)")
     elif projection == "guide":
-        if student not in ("auto", "resnet", "resnet18"):
+        if student not in GUIDE_STUDENTS:
             raise ValueError(f"projection guide uses resnet18's student, not {student!r}")
         proj = RESNET18_CHANNELS  # type: ignore[assignment]
         s_spec = derive_student("resnet18", "resnet18")
@@ -220,9 +217,7 @@ def build_rd(backbone: str, weights: str = "none", *, student: str = "auto", stu
 
 def build_from_spec(spec: RDSpec, out_indices: Sequence[int] | None = None) -> RD:
     if out_indices is None:
-        with torch.device("meta"):
-            info = timm.create_model(spec.backbone.split(".")[0], pretrained=False, features_only=True).feature_info
-        out_indices = rd_out_indices(info.get_dicts())
+        out_indices = _feature_info(spec.backbone)[0]
     backbone, source = create_backbone(spec.backbone, spec.weights, out_indices=tuple(out_indices))
     model = RD(Teacher(backbone, projection=spec.projection, projection_channels=spec.projection_channels), spec)
     model.teacher_weights = source

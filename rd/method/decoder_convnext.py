@@ -7,7 +7,7 @@ for teachers of other families (EfficientNet, ...). Stage depths follow the offi
 convention used for ResNets: the i-th decoder stage gets the teacher's i-th stage depth.
 
 Initialisation: ConvNeXt's own, not the ResNet student's — truncated-normal weights (std 0.02),
-zero biases, layer scale 1e-6 (``rd.models.init.trunc_normal_init``), so a ConvNeXt student
+zero biases, layer scale 1e-6 (``rd.method.init.trunc_normal_init``), so a ConvNeXt student
 starts as ConvNeXt networks are trained from.
 """
 
@@ -20,7 +20,7 @@ from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
-from rd.models.init import trunc_normal_init
+from rd.method.init import trunc_normal_init
 
 
 class DeConvNeXtStage(nn.Module):

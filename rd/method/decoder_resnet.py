@@ -5,7 +5,7 @@ both the main path and the residual path (where the encoder would have a stride-
 1x1/s2 downsample). Block and layer counts follow the official RD4AD ``de_resnet``: the i-th
 decoder layer gets as many blocks as the encoder's i-th layer (resnet18: 2/2/2, wide_resnet50_2:
 3/4/6). Outputs come back in encoder order (stride 4, 8, 16). Initialised as the official code
-(``rd.models.init.rd4ad_init``).
+(``rd.method.init.rd4ad_init``).
 
 ``output="relu"`` (the official student) ends every output stage in a ReLU, so the student can
 only produce non-negative features. ``output="linear"`` drops that final ReLU of the last block
@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from rd.models.init import rd4ad_init
+from rd.method.init import rd4ad_init
 
 
 def _deconv2x2(c_in: int, c_out: int, groups: int = 1) -> nn.ConvTranspose2d:

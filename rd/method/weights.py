@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rd.errors import RDError
-from rd.io import file_sha256
+from rd.files import file_sha256
 from rd.params import WEIGHT_FILE_SUFFIXES, is_weights_file
 
 # "imagenet" means ImageNet-1k pretraining only, for every teacher: the paper's teacher saw
@@ -88,7 +88,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
             raise RDError(f"Cannot read {path} as safetensors: {exc}.", "re-export the file.") from exc
-    from rd.io import load_torch
+    from rd.files import load_torch
 
     state = load_torch(path, "Weights file", "re-download or re-export it (torch.save of a state dict, or .safetensors).")
     for key in ("state_dict", "model", "state_dict_ema"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rd.anomaly_map import anomaly_maps
+from rd.method.anomaly_map import anomaly_maps
 from rd.errors import RDError
-from rd.models import RD
+from rd.method import RD
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ Block type of OCE:
   the student one family end to end with the ConvNeXt decoder. The ResNet variant can be
   chosen for any teacher (``student="resnet"``) to hold the student fixed across teachers.
 
-Initialisation (``rd.models.init``): the fusion convs and a ResNet OCE as the official code
+Initialisation (``rd.method.init``): the fusion convs and a ResNet OCE as the official code
 (Kaiming normal, fan-out; norms 1/0); a ConvNeXt OCE as timm's ConvNeXt.
 """
 
@@ -28,7 +28,7 @@ from timm.models.convnext import ConvNeXtStage
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from rd.models.init import rd4ad_init, trunc_normal_init
+from rd.method.init import rd4ad_init, trunc_normal_init
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:

@@ -30,10 +30,10 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from rd import io
-from rd.data.mvtec import IMAGE_EXTENSIONS, load_image
+from rd import files
+from rd.data.layout import IMAGE_EXTENSIONS, load_image
 from rd.errors import RDError
-from rd.thresholds import Threshold, resolve_threshold
+from rd.use.thresholds import Threshold, resolve_threshold
 
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
 COLUMNS = ["path", "score", "decision", "threshold", "threshold_source", "figure", "reason"]
@@ -202,8 +202,8 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
 
     from rd.data import denormalize
     from rd.devices import resolve_device
-    from rd.inference import image_scores, predict
-    from rd.predict_figure import anomaly_panels_png
+    from rd.method.inference import image_scores, predict
+    from rd.use.figures import anomaly_panels_png
     from rd.run import load_model
 
     t0 = time.perf_counter()
@@ -224,22 +224,22 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
     for e in entries:
         if e.reason:
             _warn_skipped(e)
-    out = io.ensure_writable_dir(out_dir)
-    stale = io.clear_stale_temporaries(out, ("predictions.csv",))
-    stale += io.clear_stale_temporaries(out / FIGURES, (), suffixes=(".png",)) if (out / FIGURES).is_dir() else []
+    out = files.ensure_writable_dir(out_dir)
+    stale = files.clear_stale_temporaries(out, ("predictions.csv",))
+    stale += files.clear_stale_temporaries(out / FIGURES, (), suffixes=(".png",)) if (out / FIGURES).is_dir() else []
     if stale:
         warnings.warn(f"removed {len(stale)} temporary file(s) an interrupted earlier predict left in {out}.",
                       stacklevel=2)
     if threads:
         torch.set_num_threads(max(1, threads))
     model, cfg = load_model(model_path)
-    size = int(cfg["image_size"])
+    size = cfg.image_size
     names = dict(zip((e.path for e in scorable), figure_names([e.path for e in scorable])))
     panel = max(size, 128)
     results: dict[Path, tuple[float, str]] = {}
     failed: dict[Path, Entry] = {}
     # One set, predictions.csv (the completion marker) last: figures appear only with it.
-    with io.output_set(out / "predictions.csv"):
+    with files.output_set(out / "predictions.csv"):
         with resolve_device(device) as lease, _progress(len(scorable)) as bar:
             model = model.to(lease.device)
             for start in range(0, len(scorable), batch_size):
@@ -254,7 +254,7 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
                         figure = ""
                         if figures:
                             figure = f"{FIGURES}/{names[e.path]}"
-                            io.write_bytes(out / figure,
+                            files.write_bytes(out / figure,
                                            anomaly_panels_png(pictures[i], maps[i], thr.value, size=panel))
                         results[e.path] = (float(scores[i]), figure)
                 bar.update(len(done))
@@ -274,7 +274,7 @@ def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], 
             rows.append({"path": str(e.path), "score": score, "decision": "anomalous" if score >= thr.value else "good",
                          "threshold": thr.value, "threshold_source": thr.source, "figure": figure, "reason": ""})
         frame = pd.DataFrame(rows, columns=COLUMNS)
-        io.write_csv(out / "predictions.csv", frame)
+        files.write_csv(out / "predictions.csv", frame)
     n_bad = int((frame.decision == "anomalous").sum())
     print(f"predict: {len(results)} image(s) scored in {time.perf_counter() - t0:.1f} s on {lease.device}: "
           f"{n_bad} anomalous at threshold {thr.value:.6g} ({thr.choice}), {len(frame) - len(results)} skipped; "
