@@ -1,11 +1,11 @@
 """GPU training step: wide_resnet50_2 RD at 256 px, batch 16 (RESULTS.md item 5).
 
-Arms, all in one process and interleaved window by window (median of the windows), each the
-step ``rd.train.train`` runs (``FeatureSource`` + ``training_step`` + scheduler step):
+Arms, all in one process and interleaved window by window (median of the windows), each
+``rd.train.Trainer.step``, the training loop's own step, built as ``rd.train.train`` builds it
+(channels_last on CUDA, as rd.train always uses there):
 
-  fp32             NCHW, fp32 (PyTorch defaults: cuDNN convolutions may use TF32; printed)
-  bf16+CL          bf16 autocast + channels_last (``rd train --bf16`` on a GPU; channels_last is
-                   what rd.train always uses on CUDA)
+  fp32             fp32 (PyTorch defaults: cuDNN convolutions may use TF32; printed)
+  bf16             bf16 autocast (``rd train --bf16``)
   each with the feature cache (teacher features of the training set computed once) and
   without it (the frozen teacher runs every step), plus anomalib 2.7's RD step (wide_resnet50_2,
   its loss, Adam) when anomalib is installed.
@@ -38,49 +38,39 @@ warnings.filterwarnings("ignore")
 
 
 class OursArm:
+    """``rd.train.Trainer`` as ``rd.train.train`` builds it; full batches only."""
+
     def __init__(self, name: str, backbone: str, images: torch.Tensor, device: torch.device, batch_size: int,
-                 *, bf16: bool, channels_last: bool, cache: bool) -> None:
+                 *, bf16: bool, cache: bool) -> None:
         from rd.optim import BASELINE
         from rd.run import TrainConfig
-        from rd.train import FeatureSource, batches, epoch_order, prepare_training, teacher_features, training_step
+        from rd.train import Trainer, prepare_training
 
-        self.name, self.device = name, device
+        self.name, self.device, self.batch_size = name, device, batch_size
         cfg = TrainConfig(data_root="", category="", backbone=backbone, setting=BASELINE, image_size=images.shape[-1],
                           epochs=200, batch_size=batch_size, seed=0, device=str(device), bf16=bf16)
-        setup = prepare_training(cfg, images, device)  # exactly what rd.train.train builds
-        self.model, self.optimizer, self.scheduler = setup.model, setup.optimizer, setup.scheduler
-        channels_last = channels_last or setup.channels_last  # train uses channels_last on CUDA
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self._batches = lambda e: [b for b in batches(epoch_order(len(images), 0, e), batch_size)
-                                   if len(b) == batch_size]
-        self._build = lambda: teacher_features(self.model, images, device, batch_size, channels_last)
+        self.setup = prepare_training(cfg, images, device)
         self.cache_seconds = None
         cached = None
         if cache:
             sync(device)
             t = time.perf_counter()
-            cached = self._build()
+            cached = self.setup.build_feature_cache()
             sync(device)
             self.cache_seconds = time.perf_counter() - t
-        self.source = FeatureSource(self.model, images, device, channels_last, cached)
-        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
-                         else torch.autocast(device.type, enabled=False))
-        self._step = training_step
-        self.model.train()
+        self.trainer = Trainer(self.setup, 0, cached)
+        self.setup.model.train()
         self._queue: list[torch.Tensor] = []
         self._epoch = 0
 
     def run(self) -> torch.Tensor:
-        if not self._queue:
+        while not self._queue:
             self._epoch += 1
-            self._queue = self._batches(self._epoch)
-        loss = self._step(self.model, self.optimizer, self.source(self._queue.pop(0)), self.autocast)
-        self.scheduler.step()
-        return loss
+            self._queue = [b for b in self.trainer.batches(self._epoch) if len(b) == self.batch_size]
+        return self.trainer.step(self._queue.pop(0))
 
     def rebuild_cache(self) -> None:
-        self._build()
+        self.setup.build_feature_cache()
 
 
 class AnomalibArm:
@@ -143,8 +133,8 @@ def main() -> None:
     arms = []
     for cache in (True, False):
         for bf16 in (False, True):
-            name = f"ours {'bf16+CL' if bf16 else 'fp32'}, {'cache' if cache else 'no cache'}"
-            arms.append(OursArm(name, args.backbone, images, device, B, bf16=bf16, channels_last=bf16, cache=cache))
+            name = f"ours {'bf16' if bf16 else 'fp32'}, {'cache' if cache else 'no cache'}"
+            arms.append(OursArm(name, args.backbone, images, device, B, bf16=bf16, cache=cache))
     if not args.no_anomalib:
         try:
             arms.append(AnomalibArm(args.backbone, images, device, S, B))

@@ -181,6 +181,10 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                         "<out-dir>/.evaluation-staged for `evaluate` to publish (same numbers, no second model load)")
     p.add_argument("--failure-cases", **params.arg("failure_cases", default=4,
                                                    help="with --stage-evaluation: as `evaluate --failure-cases`"))
+    p.add_argument("--checkpoint-every", metavar="SECONDS",
+                   **params.arg("checkpoint_every", default=params.CHECKPOINT_EVERY_S,
+                                help="write the resume checkpoint after an epoch once this many seconds passed "
+                                     "since the last one (0: every epoch; never after the last); changes no number"))
     p.add_argument("--out-dir", required=True)
 
 
@@ -209,7 +213,7 @@ def _run_train(a: argparse.Namespace) -> None:
     from rd.train import train
 
     train(_train_config(a, **override), a.out_dir, stage_evaluation=a.stage_evaluation,
-          failure_cases=a.failure_cases)
+          failure_cases=a.failure_cases, checkpoint_every=a.checkpoint_every)
 
 
 # --------------------------------------------------------------------------- lr selection

@@ -62,6 +62,10 @@ PROJECTIONS: tuple[str, ...] = ("none", "orthonormal", "guide")
 RECIPE: dict[str, Any] = {"image_size": 256, "epochs": 200, "batch_size": 16, "seed": 0, "threads": 1,
                           "eval_every": 0, "device": "auto"}
 
+#: Seconds between resume checkpoints of ``rd.train.train`` (0: after every epoch). Not part of
+#: a run's identity: it changes how much work a killed run loses, never a number.
+CHECKPOINT_EVERY_S = 60.0
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -174,6 +178,8 @@ RULES: dict[str, Rule] = {
     "threads": Rule(int, minimum=1, example="1", meaning="CPU threads"),
     "eval_every": Rule(int, minimum=0, example="0", meaning="test metrics every N epochs (0: never)"),
     "failure_cases": Rule(int, minimum=0, example="4"),
+    "checkpoint_every": Rule(float, minimum=0, example="60",
+                             meaning="seconds between resume checkpoints (0: after every epoch)"),
     "device": Rule(str, pattern=_DEVICE, example="auto, cpu, cuda or cuda:N"),
     "complexity_device": Rule(str, pattern=r"cpu|cuda(:[0-9]+)?", example="cpu, cuda or cuda:N"),
     "throughput_batch_size": Rule(int, minimum=1, example="16", meaning="batch of the throughput figure"),

@@ -6,7 +6,11 @@ Why it is shaped this way:
   maths, a large saving). ``feature_cache=False`` recomputes them per step.
 * The training split is decoded once into tensors; epochs only index into them.
 * Data order comes from a generator seeded by (seed, epoch), so a run resumed from its
-  per-epoch checkpoint sees exactly the batches an uninterrupted run would have seen.
+  checkpoint sees exactly the batches an uninterrupted run would have seen.
+* The checkpoint (student + optimizer state, ~3x model.pt) is written after an epoch only once
+  ``checkpoint_every`` seconds have passed since the last one: a default run's short jobs then
+  write none, a long run loses at most about that much work when killed.
+* ``Trainer`` is the loop itself (``step``, ``epoch``); the benchmarks time that object.
 * ``model.pt``, ``train.json`` and ``history.csv`` are published as one set
   (``rd.files.output_set``), ``model.pt`` last, and only when training finished; a NaN/inf loss
   stops the run with a clear message and no model.
@@ -33,6 +37,7 @@ from rd.method.loss import cosine_distillation_loss
 from rd.method.inference import image_scores, predict, predict_from_features
 from rd.method import RD, count_params, student_init_sha256
 from rd.method.weights import RANDOM_TEACHER_INIT, teacher_recipe
+from rd.params import CHECKPOINT_EVERY_S
 from rd.optim import make_optimizer, make_scheduler, weight_decay_rule
 from rd.run import TrainConfig, build_seeded, load_student, model_checkpoint
 
@@ -209,6 +214,57 @@ class TrainingSetup:
         return teacher_features(self.model, self.images, self.device, self.batch_size, self.channels_last)
 
 
+@dataclass
+class EpochResult:
+    """One epoch's per-step losses (float64, on the host) and the lr each step used."""
+
+    losses: np.ndarray
+    lrs: list[float]
+
+    @property
+    def loss(self) -> float:
+        return float(np.mean(self.losses))
+
+
+class Trainer:
+    """The training loop of one run: ``train`` runs it, and the benchmarks time it, so what a
+    benchmark measures is the real loop by construction.
+
+    ``step(idx)``: one batch (teacher features -> ``training_step`` -> scheduler step), no host
+    sync. ``epoch(n)``: every batch of epoch ``n`` in the order ``epoch_order`` gives, then one
+    host sync for all its losses; a NaN/inf loss raises ``DivergedError``.
+    """
+
+    def __init__(self, setup: TrainingSetup, seed: int, cached: list[torch.Tensor] | None) -> None:
+        self.setup, self.seed = setup, seed
+        self.model, self.optimizer, self.scheduler = setup.model, setup.optimizer, setup.scheduler
+        self.source = FeatureSource(setup.model, setup.images, setup.device, setup.channels_last, cached)
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """The index batches of ``epoch`` (a function of (seed, epoch) alone)."""
+        return batches(epoch_order(len(self.setup.images), self.seed, epoch), self.setup.batch_size)
+
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """One optimisation step on the images ``idx``; returns the detached loss (no sync)."""
+        loss = training_step(self.model, self.optimizer, self.source(idx), self.setup.autocast)
+        self.scheduler.step()
+        return loss
+
+    def epoch(self, n: int) -> EpochResult:
+        """Train epoch ``n``; one host sync at its end checks every loss."""
+        losses: list[torch.Tensor] = []
+        lrs: list[float] = []
+        for idx in self.batches(n):
+            lrs.append(self.scheduler.get_last_lr()[0])
+            losses.append(self.step(idx))
+        values = torch.stack(losses).cpu().numpy().astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DivergedError(f"Training loss became {values[bad[0]]} at epoch {n} (lr {lrs[bad[0]]:.2e}).",
+                                "lower the learning rate in this setting, or check the input images.")
+        return EpochResult(values, lrs)
+
+
 def prepare_training(cfg: TrainConfig, images: torch.Tensor, device: torch.device) -> TrainingSetup:
     """The run's seeded network, optimizer (weight decay grouped) and per-step schedule."""
     channels_last = device.type == "cuda"
@@ -285,8 +341,13 @@ def _stage_evaluation(model: RD, cfg: TrainConfig, out: Path, device: torch.devi
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: bool = False,
-          failure_cases: int = 4) -> dict[str, Any]:
+          failure_cases: int = 4, checkpoint_every: float = CHECKPOINT_EVERY_S) -> dict[str, Any]:
     """Train one run into ``out_dir`` (resuming from its checkpoint if one matches).
+
+    ``checkpoint_every``: write the resume checkpoint after an epoch once this many seconds
+    have passed since the last one (or the start); 0 = after every epoch, never after the last.
+    It only decides how much work a killed run loses, never a number, so it is no part of the
+    run's identity.
 
     ``stage_evaluation``: also evaluate the trained network in this process and stage the
     outputs for ``rd evaluate`` to publish (``rd.staging``); ``failure_cases`` as there.
@@ -349,34 +410,24 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
                 print(f"resuming from {ckpt_path} after epoch {last}", file=sys.stderr)
 
         cached = setup.build_feature_cache() if cfg.feature_cache else None
-        source = FeatureSource(model, images, device, channels_last, cached)
+        trainer = Trainer(setup, cfg.seed, cached)
         # The teacher's features of the test images, once per run: every eval_every evaluation
         # and the staged final evaluation feed the student from them.
         test_feats = None
         if test_set is not None and cfg.feature_cache and feature_bytes(model, len(test_set["images"]), cfg.image_size) \
                 <= FEATURE_CACHE_LIMIT_BYTES:
             test_feats = teacher_features(model, test_set["images"], device, cfg.batch_size, channels_last)
-        autocast = setup.autocast
 
         t_start = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
+        last_save = time.perf_counter()
         model.train()
         for epoch in range(start_epoch, cfg.epochs + 1):
             t_epoch = time.perf_counter()
-            losses: list[torch.Tensor] = []
-            lrs: list[float] = []
-            for idx in batches(epoch_order(len(images), cfg.seed, epoch), cfg.batch_size):
-                lrs.append(scheduler.get_last_lr()[0])
-                losses.append(training_step(model, optimizer, source(idx), autocast))
-                scheduler.step()
-            # One host sync per epoch. A non-finite loss stops the run before anything of this
-            # epoch is saved (no checkpoint, no model), as a per-step check would.
-            epoch_losses = torch.stack(losses).cpu().numpy().astype(np.float64)
-            bad = np.flatnonzero(~np.isfinite(epoch_losses))
-            if len(bad):
-                raise DivergedError(f"Training loss became {epoch_losses[bad[0]]} at epoch {epoch} "
-                              f"(lr {lrs[bad[0]]:.2e}); no model was written.",
-                              "lower the learning rate in this setting, or check the input images.")
-            row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(epoch_losses)),
+            try:
+                result = trainer.epoch(epoch)
+            except DivergedError as exc:  # before anything of this epoch is saved (no checkpoint, no model)
+                raise DivergedError(f"{exc.problem.rstrip('.')}; no model was written.", exc.fix) from None
+            row: dict[str, Any] = {"epoch": epoch, "loss": result.loss,
                                    "lr": optimizer.param_groups[0]["lr"],
                                    "seconds": time.perf_counter() - t_epoch,
                                    "elapsed": time.perf_counter() - t_start}
@@ -386,10 +437,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
                 model.train()
             history.append(row)
             _progress(epoch, cfg.epochs, row["loss"], row["lr"], row["elapsed"])
-            if epoch < cfg.epochs:  # after the last epoch model.pt follows at once and the checkpoint goes
+            # after the last epoch model.pt follows at once and the checkpoint goes
+            if epoch < cfg.epochs and time.perf_counter() - last_save >= checkpoint_every:
                 files.save_torch(ckpt_path, {"identity": cfg.identity(), "epoch": epoch, "history": history,
                                           "student": model.student_state_dict(),
                                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
+                last_save = time.perf_counter()
 
         model.eval()
         summary = {

@@ -104,3 +104,13 @@ def test_no_pointers_to_documents_the_repository_does_not_hold():
             for n, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
             if absent.search(line)]
     assert not hits, hits
+
+
+def test_docs_quote_the_checkpoint_interval_of_the_code():
+    """The pages that describe resume state --checkpoint-every's default as rd.params has it."""
+    from rd import params
+
+    default = f"{params.CHECKPOINT_EVERY_S:g}"
+    for page, quote in (("troubleshooting.md", f"(default {default} s)"), ("disk-use.md", f"(default\n  {default} s;"),
+                        ("slurm.md", f"default {default})")):
+        assert quote in (REPO / "docs" / page).read_text(), (page, quote)

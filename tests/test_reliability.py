@@ -442,7 +442,7 @@ def test_disk_full_while_saving(small_root, tmp_path):
     """Writes beyond 2 MB fail (RLIMIT_FSIZE, like a full disk or quota): the checkpoint after
     epoch 1 cannot be saved. One clear line, nothing half-written left."""
     run = tmp_path / "run"
-    res = rd(*train_args(small_root, run, epochs=2), cwd=tmp_path, fsize=2 * 2**20)
+    res = rd(*train_args(small_root, run, "--checkpoint-every", "0", epochs=2), cwd=tmp_path, fsize=2 * 2**20)
     assert_clean_failure(res, f"Cannot write {run / 'checkpoint.pt'}", "file-size limit",
                          absent=(run / "model.pt", run / "checkpoint.pt", run / "train.json"))
     assert not list(run.glob(".*.tmp")), list(run.iterdir())
@@ -467,7 +467,7 @@ def test_ctrl_c_one_line_then_rerun_resumes(small_root, tmp_path):
     import signal
 
     run = tmp_path / "run"
-    args = train_args(small_root, run, epochs=4)
+    args = train_args(small_root, run, "--checkpoint-every", "0", epochs=4)
     # after "epoch 2/4" is printed, the checkpoint of epoch 1 is on disk (that of epoch 2 may be in the making)
     res = rd_until("epoch 2/4", *args, cwd=tmp_path, sig=signal.SIGINT)
     assert res.rc == 130 and "Traceback" not in res.stderr, res.stderr
@@ -715,7 +715,7 @@ def test_sigterm_is_an_interruption_then_rerun_resumes(small_root, tmp_path):
     import signal
 
     run = tmp_path / "run"
-    args = train_args(small_root, run, epochs=4)
+    args = train_args(small_root, run, "--checkpoint-every", "0", epochs=4)
     res = rd_until("epoch 2/4", *args, cwd=tmp_path, sig=signal.SIGTERM)
     assert res.rc == 143 and "Traceback" not in res.stderr, res.stderr
     assert res.errors() == ["error: terminated (SIGTERM); outputs written so far are complete, rerun to continue."], \

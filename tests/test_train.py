@@ -106,7 +106,7 @@ def test_data_order_is_a_function_of_seed_and_epoch():
 def _cli_train(root: Path, out: Path, epochs: int) -> list[str]:
     return [sys.executable, "-m", "rd", "train", "--data-root", str(root), "--category", "brick",
             "--backbone", "resnet18", "--image-size", "64", "--epochs", str(epochs), "--seed", "0",
-            "--device", "cpu", "--threads", "1", "--out-dir", str(out)]
+            "--device", "cpu", "--threads", "1", "--checkpoint-every", "0", "--out-dir", str(out)]
 
 
 def test_kill_9_then_resume_equals_uninterrupted(brick_root, tmp_path):
@@ -134,11 +134,58 @@ def test_kill_9_then_resume_equals_uninterrupted(brick_root, tmp_path):
     assert "resuming from" in resumed.stderr
     assert "epoch 1/" not in resumed.stderr  # finished epochs are not redone
     assert not (broken / "checkpoint.pt").exists()
+    import pandas as pd
+
+    cols = ["epoch", "loss", "lr"]
+    assert pd.read_csv(full / "history.csv")[cols].equals(pd.read_csv(broken / "history.csv")[cols])
     a, b = torch.load(full / "model.pt", weights_only=True), torch.load(broken / "model.pt", weights_only=True)
     for key in a["student"]:
         assert torch.equal(a["student"][key], b["student"][key]), key
     assert {k: v for k, v in metrics_of(full, brick_root).items() if k in SCALARS} == \
            {k: v for k, v in metrics_of(broken, brick_root).items() if k in SCALARS}
+
+
+def test_checkpoint_interval_and_resume_from_it(brick_root, tmp_path, monkeypatch, capsys):
+    """checkpoint_every=0 writes the checkpoint after every epoch but the last; a large interval
+    writes none in a short run and changes no number; resuming from the epoch-1 checkpoint
+    gives the uninterrupted run's history and weights exactly."""
+    import shutil
+
+    import pandas as pd
+
+    from rd import files
+    from rd import train as train_module
+
+    saved: list[int] = []
+    real_save = files.save_torch
+
+    def spy(path, obj):
+        real_save(path, obj)
+        if Path(path).name == "checkpoint.pt":
+            saved.append(obj["epoch"])
+            shutil.copy2(path, tmp_path / f"kept-{obj['epoch']}.pt")
+
+    monkeypatch.setattr(train_module.files, "save_torch", spy)
+    cfg = small_cfg(brick_root, epochs=3)
+    train(cfg, tmp_path / "every", checkpoint_every=0)
+    assert saved == [1, 2]          # never after the last epoch
+    saved.clear()
+    train(cfg, tmp_path / "rarely", checkpoint_every=3600)
+    assert saved == []
+    (tmp_path / "resumed").mkdir()
+    shutil.copy2(tmp_path / "kept-1.pt", tmp_path / "resumed" / "checkpoint.pt")
+    capsys.readouterr()
+    train(cfg, tmp_path / "resumed", checkpoint_every=3600)
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "epoch 1/3" not in err, err   # epoch 1 came from the checkpoint
+    cols = ["epoch", "loss", "lr"]
+    every = pd.read_csv(tmp_path / "every" / "history.csv")[cols]
+    for other in ("rarely", "resumed"):
+        assert every.equals(pd.read_csv(tmp_path / other / "history.csv")[cols]), other
+        a = torch.load(tmp_path / "every" / "model.pt", weights_only=True)["student"]
+        b = torch.load(tmp_path / other / "model.pt", weights_only=True)["student"]
+        assert all(torch.equal(a[k], b[k]) for k in a), other
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
 
 
 def test_changed_config_ignores_foreign_checkpoint(brick_root, tmp_path, capsys):
