@@ -1,0 +1,154 @@
+"""The generated blocks of the docs equal what tools/gen_docs.py makes from the code now, and
+every error message docs/errors.md quotes is one the code can print.
+
+So changing a schema default, a parameter rule, config.yaml or a command without regenerating
+fails here, and so does rewording a message without updating the catalogue."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ERRORS = REPO / "docs/errors.md"
+
+
+def _gen_docs():
+    spec = importlib.util.spec_from_file_location("gen_docs", REPO / "tools/gen_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_blocks_are_up_to_date():
+    stale = _gen_docs().stale_pages()
+    assert not stale, f"stale generated docs {sorted(stale)}: run python tools/gen_docs.py"
+
+
+def test_check_flag_names_the_stale_page(tmp_path, monkeypatch):
+    """--check exits 1 and names the page when a block differs (here: a block's body edited)."""
+    gen = _gen_docs()
+    page = tmp_path / "docs/library.md"
+    page.parent.mkdir()
+    text = (REPO / "docs/library.md").read_text(encoding="utf-8")
+    page.write_text(text.replace("| `python -m rd train` |", "| `python -m rd train-it` |"), encoding="utf-8")
+    (tmp_path / "docs/configuration.md").write_text((REPO / "docs/configuration.md").read_text(encoding="utf-8"),
+                                                    encoding="utf-8")
+    monkeypatch.setattr(gen, "REPO", tmp_path)
+    assert gen.main(["--check"]) == 1
+    assert gen.main([]) == 0 and page.read_text(encoding="utf-8") == text
+
+
+def test_the_script_runs_from_the_command_line():
+    out = subprocess.run([sys.executable, str(REPO / "tools/gen_docs.py"), "--check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_tables_name_every_command_and_key():
+    """The blocks carry the real counts (the hand-written docs once said 8 commands, 3 arms)."""
+    gen = _gen_docs()
+    from rd import cli
+
+    commands = gen.cli_commands()
+    assert f"lists {len(cli.COMMANDS)} commands" in commands
+    assert all(f"`python -m rd {name}`" in commands for name in cli.COMMANDS)
+    assert "| `epochs` | integer | `4` | an integer >= 1 |" in gen.config_keys()
+
+
+# --------------------------------------------------------------------------- the error catalogue
+PLACEHOLDER = re.compile(r"…|\.\.\.|<[^>]*>|'[^']*'|\"[^\"]*\"|\b\d[\w.:]*|\(…\)")
+
+
+def _source_strings() -> str:
+    """Every string literal of rd/ (f-string holes as \\0, so a fragment cannot span one), the
+    workflow's rule files and the Snakefile as text, and the library messages the code passes
+    through (jsonschema's, argparse's, the OS's): one fragment must lie inside one of them."""
+    pieces = []
+    for path in sorted((REPO / "rd").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                pieces.append("\0".join(v.value if isinstance(v, ast.Constant) else "" for v in node.values))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                pieces.append(node.value)
+    pieces += [p.read_text(encoding="utf-8") for p in [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.smk"))]]
+    import argparse
+    import os
+
+    import jsonschema
+
+    pieces.append(Path(argparse.__file__).read_text(encoding="utf-8"))
+    pieces += [p.read_text(encoding="utf-8") for p in Path(jsonschema.__file__).parent.glob("_*.py")]
+    pieces += [os.strerror(n) for n in range(1, 134)]
+    return "\0".join(" ".join(p.split()) for p in pieces)
+
+
+def _catalogue() -> list[str]:
+    """The messages docs/errors.md quotes: each code span in the first cell of a table row."""
+    rows = [line for line in ERRORS.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith("| Message") and not line.startswith("|--")]
+    out = []
+    for row in rows:
+        first = re.split(r"(?<!\\)\|", row)[1]
+        out += [m[1] or m[2] for m in re.finditer(r"``(.+?)``|`([^`]+)`", first)]
+    return out
+
+
+def _fragments(message: str) -> list[str]:
+    """The literal runs of a quoted message: what lies between placeholders and example values,
+    three words or more (shorter runs would match anything)."""
+    message = re.sub(r"^(error|warning): ", "", message)
+    parts = [p.strip(" .,;:()") for p in PLACEHOLDER.split(message)]
+    return [" ".join(p.split()) for p in parts if len(p.split()) >= 3]
+
+
+def test_the_catalogue_quotes_messages():
+    messages = _catalogue()
+    assert len(messages) > 60, len(messages)
+    assert all(_fragments(m) for m in messages if len(m.split()) >= 4), \
+        [m for m in messages if len(m.split()) >= 4 and not _fragments(m)]
+
+
+def _coverage(fragments: list[str], source: str) -> float:
+    """The share of the fragments' words that lie in a run of three words the source holds.
+    (Values the code fills in, 'model' in 'Cannot read model …', break up the source's runs, so
+    not every word can be found; a reworded message loses most of them.)"""
+    total = covered = 0
+    for fragment in fragments:
+        words = fragment.split()
+        hit = [False] * len(words)
+        for i in range(len(words) - 2):
+            if " ".join(words[i:i + 3]) in source:
+                hit[i:i + 3] = [True] * 3
+        total += len(words)
+        covered += sum(hit)
+    return covered / total if total else 1.0
+
+
+def test_every_catalogued_message_occurs_in_the_source():
+    source = _source_strings()
+    low = [f"{_coverage(_fragments(m), source):.0%}: {m}" for m in _catalogue()
+           if _coverage(_fragments(m), source) < 0.75]
+    assert not low, "docs/errors.md quotes text no source prints (reworded?):\n" + "\n".join(low)
+
+
+def test_a_reworded_message_fails_the_check():
+    source = _source_strings()
+    quoted = "Training loss became nan at epoch 3 (lr 5.00e-03); no model was written."
+    assert _coverage(_fragments(quoted), source) >= 0.75
+    assert _coverage(_fragments(quoted.replace("became nan", "turned into NaN").replace("no model", "nothing")),
+                     source) < 0.75
+
+
+@pytest.mark.parametrize("page", ["docs/troubleshooting.md"])
+def test_troubleshooting_states_no_message_of_its_own(page):
+    """troubleshooting.md diagnoses and links; the messages and fixes live only in errors.md."""
+    text = (REPO / page).read_text(encoding="utf-8")
+    assert not [line for line in text.splitlines() if line.startswith("| Message")], \
+        f"{page} has a message table: move it to docs/errors.md"
+    assert "(errors.md#" in text
