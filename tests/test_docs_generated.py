@@ -64,7 +64,9 @@ def test_tables_name_every_command_and_key():
 # --------------------------------------------------------------------------- the error catalogue
 #: the share of a message's words that must be found in the source (see _coverage)
 THRESHOLD = 0.6
-PLACEHOLDER = re.compile(r"…|\.\.\.|<[^>]*>|'[^']*'|\"[^\"]*\"|\b\d[\w.:]*|\(…\)")
+#: a quoted value opens and closes outside a word, so the apostrophe of "workflow's" is no quote
+QUOTED = r"(?<!\w)'[^']*'(?!\w)"
+PLACEHOLDER = re.compile(r"…|\.\.\.|<[^>]*>|" + QUOTED + r"|\"[^\"]*\"|\b\d[\w.:]*|\(…\)")
 
 
 def _source_strings() -> str:
@@ -124,8 +126,8 @@ def test_the_catalogue_quotes_messages():
 def _segments(source: str) -> list[str]:
     """The literal runs of the source's strings (f-string holes split them) worth matching: two
     words and ten characters or more, so 'is not' alone covers nothing."""
-    runs = {" ".join(r.strip(" .,;:()").split()) for piece in source.split("\0")
-            for r in re.split(r"[.;:()]\s|…|'[^']*'|\{[^}]*\}", re.sub(r"^(error|warning): ", "", piece))}
+    runs = {" ".join(r.strip(" .,;:()'").split()) for piece in source.split("\0")
+            for r in re.split(r"[.;:()]\s|\s\(|…|" + QUOTED + r"|\{[^}]*\}", re.sub(r"^(error|warning): ", "", piece))}
     return sorted(r for r in runs if len(r.split()) >= 2 and len(r) >= 10)
 
 
