@@ -137,6 +137,10 @@ def _coverage(fragments: list[str], segments: list[str]) -> float:
     covered whole; a reworded one loses most of its cover."""
     text = " \0 ".join(fragments)
     covered = [False] * len(text)
+    for fragment in fragments:   # a run the doc cut short at an example value ('... is 0.')
+        if len(fragment) >= 10 and any(fragment in segment for segment in segments):
+            start = text.find(fragment)
+            covered[start:start + len(fragment)] = [True] * len(fragment)
     for segment in segments:
         start = text.find(segment)
         while start >= 0:
@@ -146,9 +150,10 @@ def _coverage(fragments: list[str], segments: list[str]) -> float:
     return sum(covered[i] for i in letters) / len(letters) if letters else 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="docs/errors.md still quotes ~45 messages the code words otherwise "
-                   "(e.g. 'Unknown setting key(s)', 'Learning rate must be a positive number'): reword them "
-                   "to the current messages, then drop this mark")
+@pytest.mark.xfail(strict=True, reason="docs/errors.md still quotes ~22 messages below the bar: most are built "
+                   "from several pieces (argparse + rd.params rule texts, jsonschema lines, f-strings whose holes "
+                   "split the text), a few still differ (e.g. 'Cannot write the outputs of prepare-data'): reword "
+                   "or teach the matcher, then drop this mark")
 def test_every_catalogued_message_occurs_in_the_source():
     segments = _segments(_source_strings())
     low = [f"{_coverage(_fragments(m), segments):.0%}: {m}" for m in _catalogue()
