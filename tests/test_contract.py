@@ -13,7 +13,7 @@ line. Each case must end in exactly one of two ways:
 The table is the product of the inputs each command reads and the damages that apply to that
 kind of input (plus, for flags and setting keys, one bad value of a seeded-random kind per flag;
 tests/test_params.py walks all kinds in-process). Cases run in processes forked from the warm
-forkserver of tests/test_reliability.py, so the whole table takes well under a minute of CPU.
+forkserver of tests/helpers/reliability.py, so the whole table takes well under a minute of CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from test_reliability import CAT, Result, rd
+from tests.helpers.reliability import CAT, Result, rd
 
 OK, ERROR = "ok", "error"
 SEED = 20261201
@@ -438,18 +438,17 @@ def build_cases() -> list[Case]:
     cases.append(_file_case("prepare-data", "mask", alpha_only_mask, ERROR, mask))
     cases.append(_file_case("evaluate", "mask", alpha_only_mask, ERROR, mask))
     # ---- flags and setting keys: one bad value of a seeded-random kind each
-    from test_params import CATEGORY_KINDS, FLAGS, KINDS, SETTING_KINDS, _setting_valid, _valid
-
     from rd import params
+    from tests.helpers.params_cases import CATEGORY_KINDS, FLAGS, KINDS, SETTING_KINDS, setting_valid, valid
 
     rng = random.Random(SEED)
     for command, flag, rule in FLAGS:
         kinds = CATEGORY_KINDS if rule == "category" else KINDS
-        bad = [k for k, t in kinds.items() if not _valid(params.RULES[rule], t)]
+        bad = [k for k, t in kinds.items() if not valid(params.RULES[rule], t)]
         kind = rng.choice(bad)
         cases.append(_flag_case(command, flag, kinds[kind], kind))
     for key in params.SETTING_RULES:
-        bad = [k for k, v in SETTING_KINDS.items() if not _setting_valid(key, v)]
+        bad = [k for k, v in SETTING_KINDS.items() if not setting_valid(key, v)]
         kind = rng.choice(bad)
         cases.append(_flag_case("train", "--setting", json.dumps({key: SETTING_KINDS[kind]}), f"{key}-{kind}"))
     return cases

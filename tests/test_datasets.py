@@ -1,14 +1,12 @@
-"""The VisA, MVTec AD 2 and BTAD readers, on small trees built here in each dataset's own layout.
-
-Every tree is written with PIL (JPEG for VisA, PNG for MVTec AD 2, BMP/PNG for BTAD as each
-BTAD product ships them) with masks in the dataset's own value convention (VisA: small values
-1..k, not 255). Checked: the records, the loaded tensors, one test per validation error, manifest
-hashes, a dry run of each preset, and (slow) one tiny end-to-end run on the VisA tree.
+"""The VisA, MVTec AD 2 and BTAD readers, on small trees in each dataset's own layout
+(tests/helpers/dataset_trees.py: JPEG for VisA, PNG for MVTec AD 2, BMP/PNG for BTAD as each
+BTAD product ships them, masks in the dataset's own value convention). Checked: the records,
+the loaded tensors, one test per validation error, manifest hashes, a dry run of each preset,
+and (slow) one tiny end-to-end run on the VisA tree.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -22,105 +20,13 @@ import pytest
 import yaml
 from PIL import Image
 
-import test_workflow as tw
 from rd.data import CATEGORIES, DATASETS, load_split, prepare_category, scan, validate
 from rd.errors import RDError
+from tests.helpers import workflow_runner as wr
+from tests.helpers.dataset_trees import (BTAD_EXT, make_btad, make_mvtec_ad2, make_visa, read_split, write_mask,
+                                         write_split)
 
 REPO = Path(__file__).resolve().parents[1]
-VISA_SIZE = (48, 32)       # width x height: not square, like VisA's ~1500x1000
-AD2_SIZE = (40, 56)
-BTAD_EXT = {"01": (".bmp", ".png"), "02": (".png", ".png"), "03": (".bmp", ".bmp")}   # (image, mask)
-BTAD_SIZE = {"01": (40, 40), "02": (36, 36), "03": (40, 30)}
-
-
-# --------------------------------------------------------------------------- tiny trees
-def _image(path: Path, size: tuple[int, int], seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    fmt = {".jpg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[path.suffix.lower()]
-    Image.fromarray(arr).save(path, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return path
-
-
-def _mask(path: Path, size: tuple[int, int], values: tuple[int, ...]) -> Path:
-    """One rectangle per value (e.g. VisA's 1, 2, 3), 0 elsewhere."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.zeros((size[1], size[0]), np.uint8)
-    w, h = size
-    for k, v in enumerate(values):
-        arr[2 + 4 * k: 2 + 4 * k + h // 4, 3 + 5 * k: 3 + 5 * k + w // 4] = v
-    Image.fromarray(arr, mode="L").save(path, format="BMP" if path.suffix == ".bmp" else "PNG")
-    return path
-
-
-def make_visa(root: Path, categories=("candle", "pcb1"), n_train=4, n_test_good=2, n_anomaly=2) -> Path:
-    """VisA as shipped: <cat>/Data/{Images/{Normal,Anomaly},Masks/Anomaly} and split_csv/1cls.csv.
-    One normal image per category is on disk but in no split row."""
-    rows = []
-    for c, cat in enumerate(categories):
-        data = root / cat / "Data"
-        for i in range(n_train + n_test_good + 1):
-            rel = f"{cat}/Data/Images/Normal/{i:04d}.JPG"
-            _image(root / rel, VISA_SIZE, seed=100 * c + i)
-            if i < n_train + n_test_good:
-                rows.append([cat, "train" if i < n_train else "test", "normal", rel, ""])
-        for j in range(n_anomaly):
-            rel = f"{cat}/Data/Images/Anomaly/{j:03d}.JPG"
-            _image(root / rel, VISA_SIZE, seed=100 * c + 50 + j)
-            _mask(data / "Masks" / "Anomaly" / f"{j:03d}.png", VISA_SIZE, values=tuple(range(1, j + 2)))
-            rows.append([cat, "test", "anomaly", rel, f"{cat}/Data/Masks/Anomaly/{j:03d}.png"])
-    rows.sort(key=lambda r: (r[0], r[3][::-1]))     # test and train rows interleaved, as in 1cls.csv
-    write_split(root, rows)
-    return root
-
-
-def write_split(root: Path, rows: list[list[str]]) -> None:
-    (root / "split_csv").mkdir(parents=True, exist_ok=True)
-    with open(root / "split_csv" / "1cls.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["object", "split", "label", "image", "mask"])
-        w.writerows(rows)
-
-
-def read_split(root: Path) -> list[list[str]]:
-    with open(root / "split_csv" / "1cls.csv", newline="") as fh:
-        return list(csv.reader(fh))[1:]
-
-
-def make_mvtec_ad2(root: Path, categories=("can",), n_train=4, n_val=2, n_good=2, n_bad=2) -> Path:
-    """MVTec AD 2 as shipped, private test sets (no labels) included."""
-    for c, cat in enumerate(categories):
-        folder = root / cat
-        for i in range(n_train):
-            _image(folder / "train" / "good" / f"{i:03d}_regular.png", AD2_SIZE, seed=c * 100 + i)
-        for i in range(n_val):
-            _image(folder / "validation" / "good" / f"{i:03d}_regular.png", AD2_SIZE, seed=c * 100 + 20 + i)
-        for i in range(n_good):
-            _image(folder / "test_public" / "good" / f"{i:03d}_regular.png", AD2_SIZE, seed=c * 100 + 40 + i)
-        for i in range(n_bad):
-            _image(folder / "test_public" / "bad" / f"{i:03d}_regular.png", AD2_SIZE, seed=c * 100 + 60 + i)
-            _mask(folder / "test_public" / "ground_truth" / "bad" / f"{i:03d}_regular_mask.png", AD2_SIZE, (255,))
-        _image(folder / "test_private" / "000_regular.png", AD2_SIZE, seed=c * 100 + 80)
-        _image(folder / "test_private_mixed" / "000_mixed.png", AD2_SIZE, seed=c * 100 + 81)
-    return root
-
-
-def make_btad(root: Path, categories=("01", "02", "03"), n_train=4, n_ok=2, n_ko=2) -> Path:
-    """BTAD as shipped: masks named like their images, extensions per product."""
-    for c, cat in enumerate(categories):
-        img_ext, mask_ext = BTAD_EXT[cat]
-        size = BTAD_SIZE[cat]
-        for i in range(n_train):
-            _image(root / cat / "train" / "ok" / f"{i:04d}{img_ext}", size, seed=c * 100 + i)
-        for i in range(n_ok):
-            _image(root / cat / "test" / "ok" / f"{i:04d}{img_ext}", size, seed=c * 100 + 40 + i)
-        for i in range(n_ko):
-            _image(root / cat / "test" / "ko" / f"{i:04d}{img_ext}", size, seed=c * 100 + 60 + i)
-            _mask(root / cat / "ground_truth" / "ko" / f"{i:04d}{mask_ext}", size, (255,))
-    return root
-
-
 BUILDERS = {"visa": (make_visa, "candle"), "mvtec_ad2": (make_mvtec_ad2, "can"), "btad": (make_btad, "01")}
 
 
@@ -261,7 +167,7 @@ def _empty_dir(rel):
 
 def _resize_mask(rel):
     def breaker(root):
-        _mask(root / rel, (20, 20), (1,))
+        write_mask(root / rel, (20, 20), (1,))
         return root / rel
     return breaker
 
@@ -382,41 +288,26 @@ def test_unknown_category_of_a_dataset_is_a_config_error(tmp_path):
     root = tmp_path / "VisA"
     (root / "pcb9").mkdir(parents=True)
     with pytest.raises(WorkflowError, match=r"dataset\.categories\[0\]: 'pcb9' is not one of"):
-        tw.check_config_in_process({"dataset": {"name": "visa", "root": str(root), "categories": ["pcb9"]}}, tmp_path)
-
-
-def _dry_run_with_text(monkeypatch, wd: Path, *args: str):
-    """test_workflow.dry_run's jobs plus the printed shell commands."""
-    seen = {}
-    real = tw.snakemake
-
-    def spy(*a, **k):
-        proc = real(*a, **k)
-        seen["text"] = proc.stdout + proc.stderr
-        return proc
-
-    monkeypatch.setattr(tw, "snakemake", spy)
-    jobs = tw.dry_run(wd, "-p", *args)
-    return jobs, seen["text"]
+        wr.check_config_in_process({"dataset": {"name": "visa", "root": str(root), "categories": ["pcb9"]}}, tmp_path)
 
 
 @pytest.mark.parametrize("name", list(CATEGORIES))
-def test_preset_dry_run(tmp_path, monkeypatch, name):
+def test_preset_dry_run(tmp_path, name):
     preset = yaml.safe_load((REPO / f"workflow/configs/{name}.yaml").read_text())
     mvtec = yaml.safe_load((REPO / "workflow/configs/mvtec_ad.yaml").read_text())
     assert {k: v for k, v in preset.items() if k != "dataset"} == {k: v for k, v in mvtec.items() if k != "dataset"}
     root = tmp_path / "data"
     for cat in CATEGORIES[name]:
         (root / cat).mkdir(parents=True)      # a dry run only checks that the folders exist
-    wd = tw.copy_workflow(tmp_path / "wf")
-    jobs, text = _dry_run_with_text(monkeypatch, wd, "--configfile", f"workflow/configs/{name}.yaml",
+    wd = wr.copy_workflow(tmp_path / "wf")
+    jobs, text = wr.dry_run_text(wd, "-p", "--configfile", f"workflow/configs/{name}.yaml",
                                     "--config", f"dataset={{root: {root}}}")
     n_cat = len(CATEGORIES[name])
     n_runs = n_cat * len(preset["seeds"]) * len(preset["arms"])
     backbones = {a.split("/")[0] for a in preset["arms"]}
-    lr_select, lr_gather = tw.lr_selection_jobs(preset)
+    lr_select, lr_gather = wr.lr_selection_jobs(preset)
     assert lr_select > 0  # the tuned arms choose their lr on held-out good images
-    assert tw.counts(jobs) == Counter(prepare_data=n_cat, smoke=len(backbones), complexity=len(backbones),
+    assert wr.counts(jobs) == Counter(prepare_data=n_cat, smoke=len(backbones), complexity=len(backbones),
                                       train=n_runs, evaluate=n_runs, lr_select=lr_select, lr_gather=lr_gather,
                                       aggregate=1, stats=1, write_config=1, report=1, all=1)
     assert {w["category"] for r, w in jobs if r == "train"} == set(CATEGORIES[name])
@@ -425,14 +316,14 @@ def test_preset_dry_run(tmp_path, monkeypatch, name):
     assert not (wd / "data").exists()
 
 
-def test_visa_categories_override(tmp_path, monkeypatch):
+def test_visa_categories_override(tmp_path):
     root = tmp_path / "VisA"
     for cat in ("candle", "pcb1"):
         (root / cat).mkdir(parents=True)
-    wd = tw.copy_workflow(tmp_path / "wf")
-    jobs, _ = _dry_run_with_text(monkeypatch, wd, "--configfile", "workflow/configs/visa.yaml",
+    wd = wr.copy_workflow(tmp_path / "wf")
+    jobs = wr.dry_run(wd, "--configfile", "workflow/configs/visa.yaml",
                                  "--config", f"dataset={{root: {root}, categories: [pcb1]}}", "seeds=[0]")
-    assert tw.counts(jobs)["prepare_data"] == 1 and tw.counts(jobs)["train"] == 8  # the 8 arms of the preset, 1 seed
+    assert wr.counts(jobs)["prepare_data"] == 1 and wr.counts(jobs)["train"] == 8  # the 8 arms of the preset, 1 seed
     assert {w["category"] for r, w in jobs if r == "train"} == {"pcb1"}
 
 
@@ -442,13 +333,13 @@ def test_end_to_end_on_fake_visa(tmp_path):
     """The real workflow on a fake VisA tree: 1 category, 1 backbone (its 2 settings: stats needs a
     pair), 1 seed, 1 epoch, 32 px; produces the report."""
     root = make_visa(tmp_path / "VisA", categories=("candle",), n_train=6, n_test_good=3, n_anomaly=3)
-    wd = tw.copy_workflow(tmp_path / "wf", with_rd=True)
-    tw.write_config(wd / "visa_tiny.yaml", dataset={"name": "visa", "root": str(root), "categories": ["candle"]},
+    wd = wr.copy_workflow(tmp_path / "wf", with_rd=True)
+    wr.write_config(wd / "visa_tiny.yaml", dataset={"name": "visa", "root": str(root), "categories": ["candle"]},
                     image_size=32, epochs=1, batch_size=4, seeds=[0], device="cpu", threads_per_job=1,
                     arms=["resnet18/baseline", "resnet18/tuned"],
                     comparisons=[["resnet18/baseline", "resnet18/tuned"]],
                     smoke={"image_sizes": [32]}, failure_cases=1)
-    tw.snakemake(wd, "--configfile", "visa_tiny.yaml", timeout=900)
+    wr.snakemake(wd, "--configfile", "visa_tiny.yaml", timeout=900)
     manifest = json.loads((wd / "results/data/visa/candle.json").read_text())
     assert (manifest["dataset"], manifest["n_train"], manifest["n_test_defect"]) == ("visa", 6, 3)
     for setting in ("baseline", "tuned"):

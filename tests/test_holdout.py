@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import yaml
 
-import test_workflow as tw
 from rd import params
 from rd.config_check import InvalidConfig, check_config
 from rd.data import good_split, load_split, prepare_category
 from rd.data.layout import file_list_sha256
 from rd.errors import RDError
 from rd.run import TrainConfig
+from tests.helpers import workflow_runner as wr
+from tests.helpers.dataset_trees import make_mvtec_ad2
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -105,8 +106,6 @@ def test_every_arm_trains_without_the_same_held_out_images(root, tmp_path):
 
 
 def test_mvtec_ad2_holds_out_its_own_validation_images(tmp_path):
-    from test_datasets import make_mvtec_ad2
-
     ad2 = make_mvtec_ad2(tmp_path / "ad2")
     part = good_split("mvtec_ad2", ad2, "can", 0.1)
     assert part.source == "validation_split"
@@ -236,7 +235,7 @@ def test_selection_needs_held_out_images(root, tmp_path):
 
 def _rd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rd", *args], cwd=cwd, capture_output=True, text=True,
-                          env=tw.env(), timeout=600)
+                          env=wr.env(), timeout=600)
 
 
 def test_real_selection_through_the_cli_then_train_takes_the_chosen_lr(root, tmp_path):
@@ -316,16 +315,16 @@ def test_schema_default_of_validation_fraction_is_the_cli_default():
 def test_workflow_selects_the_lr_on_the_first_category_and_seed(tmp_path):
     """A real dry run: one lr_select job per grid value for the tuned arm only, on the first
     category and seed; its train jobs (every category and seed) read the gathered JSON."""
-    wd = tw.copy_workflow(tmp_path)
-    tw.write_config(wd / "grid.yaml", seeds=[3, 4],
+    wd = wr.copy_workflow(tmp_path)
+    wr.write_config(wd / "grid.yaml", seeds=[3, 4],
                     settings={"baseline": {"optimizer": "adam", "lr": 0.005},
                               "tuned": {"optimizer": "adamw", "lr": 0.001, "lr_grid": [0.0005, 0.001, 0.002]}},
                     arms=["resnet18/baseline", "convnext_pico/tuned"],
                     comparisons=[["resnet18/baseline", "convnext_pico/tuned"]])
-    proc = tw.snakemake(wd, "-n", "-p", "--configfile", "grid.yaml")
+    proc = wr.snakemake(wd, "-n", "-p", "--configfile", "grid.yaml")
     text = proc.stdout + proc.stderr
-    jobs = tw.dry_run(wd, "--configfile", "grid.yaml")
-    counts = tw.counts(jobs)
+    jobs = wr.dry_run(wd, "--configfile", "grid.yaml")
+    counts = wr.counts(jobs)
     assert (counts["lr_select"], counts["lr_gather"], counts["train"]) == (3, 1, 2 * 2 * 2)
     assert {w["lr"] for r, w in jobs if r == "lr_select"} == {"0.0005", "0.001", "0.002"}
     selects = [line for line in text.splitlines() if "python -m rd lr-select" in line]

@@ -22,37 +22,10 @@ from hypothesis import strategies as st
 from rd import params
 from rd.cli import build_parser, main
 from rd.config_check import InvalidConfig, check_config
+from tests.helpers.params_cases import CATEGORY_KINDS, FLAGS, KINDS, SETTING_KINDS, setting_valid, valid
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-KINDS = {"wrong_type": "abc", "negative": "-1", "zero": "0", "nan": "nan", "inf": "inf", "boolean": "true",
-         "fraction": "1.5"}
-#: A category is a path component: these would name another folder (or the root's parent).
-CATEGORY_KINDS = {"parent": "..", "self": ".", "hidden": ".cache", "path": "a/b", "absolute": "/etc",
-                  "space": "a b", "backslash": "a\\b"}
-
-
-def _rule_of(action: argparse.Action) -> str | None:
-    name = getattr(action.type, "__name__", "")
-    return name if name in params.RULES and action.type.__module__ == "rd.params" else None
-
-
-def _flags_with_rules() -> list[tuple[str, str, str]]:
-    """(command, flag, rule) for every flag of every command whose type comes from rd.params."""
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    out = []
-    for command, p in sub.choices.items():
-        for action in p._actions:
-            rule = _rule_of(action)
-            if rule:
-                out.append((command, action.option_strings[0], rule))
-    return out
-
-
-FLAGS = _flags_with_rules()
-
-
 def test_every_numeric_flag_has_a_rule():
     """No `type=int` left behind: a flag that takes a number gets it from the rule table."""
     parser = build_parser()
@@ -61,21 +34,6 @@ def test_every_numeric_flag_has_a_rule():
             if a.type in (int, float)]
     assert not bare, bare
     assert len(FLAGS) >= 20, FLAGS
-
-
-def _valid(rule: params.Rule, text: str) -> bool:
-    """The test's own reading of the table (not Rule.convert): which kinds a rule accepts."""
-    if rule is params.RULES["category"]:   # a folder name: letters, digits, _ . -, no leading dot
-        return not text.startswith(".") and all(c.isascii() and (c.isalnum() or c in "_.-") for c in text)
-    if rule.kind is str:
-        return False   # none of KINDS is a device or a choice
-    if text in ("abc", "nan", "inf", "true") or (text == "1.5" and rule.kind is int):
-        return False
-    value = float(text)
-    low = rule.minimum if rule.minimum is not None else -math.inf
-    high = rule.maximum if rule.maximum is not None else math.inf
-    return low <= value <= high and (rule.above is None or value > rule.above) and \
-        (not rule.multiple_of or value % rule.multiple_of == 0)
 
 
 def _base_args(command: str, tmp: Path) -> list[str]:
@@ -100,7 +58,7 @@ def _base_args(command: str, tmp: Path) -> list[str]:
 def test_flag_refuses_each_kind_of_bad_value(command, flag, rule, tmp_path, capsys):
     checked = 0
     for kind, text in (CATEGORY_KINDS if rule == "category" else KINDS).items():
-        if _valid(params.RULES[rule], text):
+        if valid(params.RULES[rule], text):
             continue
         with pytest.raises(SystemExit) as info:
             main([*_base_args(command, tmp_path), flag, text])
@@ -115,24 +73,11 @@ def test_flag_refuses_each_kind_of_bad_value(command, flag, rule, tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
-SETTING_KINDS = {"wrong_type": "abc", "negative": -1, "zero": 0, "nan": math.nan, "inf": math.inf, "boolean": True,
-                 "list": [1, 2]}
-
-
-def _setting_valid(key: str, value) -> bool:
-    """The test's own reading: which of SETTING_KINDS a key accepts."""
-    if key in ("optimizer", "schedule", "betas") or isinstance(value, (str, bool, list)):
-        return False
-    if not math.isfinite(value) or value < 0:
-        return False
-    return not (key == "lr" and value == 0)
-
-
 @pytest.mark.parametrize("key", list(params.SETTING_RULES))
 def test_setting_key_refuses_each_kind_of_bad_value(key, tmp_path, capsys):
     args = _base_args("train", tmp_path)
     for kind, value in SETTING_KINDS.items():
-        if _setting_valid(key, value):
+        if setting_valid(key, value):
             continue
         text = json.dumps({key: value})   # NaN/Infinity: JSON as Python writes it
         rc = main([*args, "--setting", text, "--epochs", "3"])

@@ -11,84 +11,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import textwrap
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers.workflow_runner import copy_workflow, env, snakemake  # noqa: F401 (env: used by other tests)
+from tests.helpers.stub_rd import TINY_PNG, install_stub_rd
+from tests.helpers.workflow_runner import (check_config_in_process, copy_workflow, counts, dry_run, env,
+                                          lr_selection_jobs, snakemake, write_config)
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = ["prepare_data", "smoke", "complexity", "lr_select", "lr_gather", "train", "evaluate", "aggregate", "stats",
          "write_config", "report", "all"]
 MVTEC_CATEGORIES = ["bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
                     "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper"]
-
-
-def _png(width: int = 4, height: int = 4, value: int = 128) -> bytes:
-    """A valid 8-bit grey PNG (no image library needed)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + bytes([value]) * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-TINY_PNG = _png()
-
-
-# --------------------------------------------------------------------------- helpers
-def dry_run(cwd: Path, *args: str) -> list[tuple[str, dict]]:
-    """Jobs a dry run would execute: (rule, wildcards) per job; the job's resources line is
-    under the key "_resources"."""
-    proc = snakemake(cwd, "-n", *args)
-    text = proc.stdout + proc.stderr
-    if "Nothing to be done" in text:
-        return []
-    jobs: list[tuple[str, dict]] = []
-    for line in text.splitlines():
-        head = re.fullmatch(r"(?:local)?(?:rule|checkpoint) (\w+):", line.strip())
-        if head:
-            jobs.append((head.group(1), {}))
-            continue
-        wc = re.fullmatch(r"\s+wildcards: (.*)", line)
-        if wc and jobs:
-            jobs[-1][1].update(dict(kv.split("=", 1) for kv in wc.group(1).split(", ")))
-        res = re.fullmatch(r"\s+resources: (.*)", line)
-        if res and jobs:
-            jobs[-1][1]["_resources"] = res.group(1)
-    stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\ntotal\s+(\d+)", text, re.S)
-    assert stats, f"no job stats in dry run output:\n{text[-3000:]}"
-    assert int(stats.group(2)) == len(jobs), text[-3000:]
-    return jobs
-
-
-def counts(jobs) -> Counter:
-    return Counter(rule for rule, _ in jobs)
-
-
-def lr_selection_jobs(cfg: dict) -> tuple[int, int]:
-    """(lr_select jobs, lr_gather jobs) a config asks for: one per grid value of each arm whose
-    setting has an lr_grid, one gather per such arm."""
-    grids = [cfg["settings"][arm.split("/")[1]].get("lr_grid") for arm in cfg["arms"]]
-    return sum(len(g) for g in grids if g), sum(1 for g in grids if g)
-
-
-def write_config(path: Path, **overrides) -> Path:
-    """A full config file: config.yaml with top-level keys replaced."""
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg.update(overrides)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
 
 
 # --------------------------------------------------------------------------- dry runs
@@ -205,30 +144,6 @@ BAD_CONFIGS = [
 ]
 
 
-def check_config_in_process(overrides: dict, cwd: Path) -> dict:
-    """Run workflow/rules/common.smk (plain Python: helpers and checks only) on config.yaml with
-    ``overrides`` deep-merged the way `--config` merges; returns the validated config."""
-    from types import SimpleNamespace
-
-    from snakemake.utils import update_config
-
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    update_config(cfg, overrides)
-    class OutsideSnakemake(SimpleNamespace):  # falsy: snakemake.utils.validate reads the schema path itself
-        def __bool__(self):
-            return False
-
-    workflow = OutsideSnakemake(current_basedir=str(REPO / "workflow" / "rules"))
-    namespace = {"config": cfg, "workflow": workflow}
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        exec(compile((REPO / "workflow/rules/common.smk").read_text(), "common.smk", "exec"), namespace)
-    finally:
-        os.chdir(old)
-    return namespace["config"]
-
-
 BAD_CONFIGS = [
     ({"epochz": 3}, "epochz: unknown key. Did you mean 'epochs'?"),
     ({"dataset": {"rooot": "x"}}, "dataset.rooot: unknown key. Did you mean 'root'?"),
@@ -338,77 +253,6 @@ def test_mvtec_missing_category_is_named(tmp_path):
 
 
 # --------------------------------------------------------------------------- plumbing with a stand-in rd
-STUB_MAIN = textwrap.dedent('''
-    """Stand-in for `python -m rd`: parses argv with the real rd/cli.py parser, writes fake outputs."""
-    import csv, json, os, sys
-    from pathlib import Path
-    from rd.cli import build_parser
-
-    PNG = bytes.fromhex("%s")
-
-    def dump(path, obj):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(obj))
-
-    a = build_parser().parse_args()
-    c = a.command
-    if c == "prepare-data":
-        if a.dataset == "textures":
-            img = Path(a.root) / a.category / "train" / "good" / "000.png"
-            img.parent.mkdir(parents=True, exist_ok=True)
-            img.write_bytes(PNG)
-            (Path(a.root) / a.category / "generated.done").write_text("{}")  # the generator's last file
-        dump(a.out, {"dataset": a.dataset, "root": a.root, "category": a.category, "n_train": 1})
-    elif c == "smoke":
-        dump(a.out, {"backbone": a.backbone, "ok": True, "sizes": a.image_sizes})
-    elif c == "complexity":
-        dump(a.out, {"backbone": a.backbone, "image_size": a.image_size, "threads": a.threads})
-    elif c == "train":
-        out = Path(a.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "model.pt").write_bytes(b"fake")
-        (out / "history.csv").write_text("epoch,loss,lr,seconds,elapsed\\n1,0.5,0.1,1,1\\n")
-        dump(out / "train.json", {"category": a.category, "backbone": a.backbone, "setting": a.setting_name,
-                                  "seed": a.seed, "setting_params": a.setting, "epochs": a.epochs,
-                                  "image_size": a.image_size, "threads": a.threads, "device": a.device})
-    elif c == "evaluate":
-        out = Path(a.out_dir)
-        assert (Path(a.model)).is_file()
-        dump(out / "metrics.json", {"image_auroc": 0.75, "pixel_auroc": 0.8, "aupro": 0.5})
-        (out / "scores.csv").write_text("path,defect_type,label,score\\n")
-        dump(out / "curves.json", {})
-        (out / "failure_cases.npz").write_bytes(b"fake")
-        dump(out / "threshold.json", {"value": 0.5})
-    elif c == "aggregate":
-        assert all(Path(b).is_file() for b in a.benchmarks), a.benchmarks
-        with open(a.out, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["run_dir", "image_auroc"])
-            for r in a.runs:
-                w.writerow([r, json.loads((Path(r) / "metrics.json").read_text())["image_auroc"]])
-    elif c == "stats":
-        Path(a.out).write_text("comparison,arm_a,arm_b\\n" + "".join(f"c,{x},{y}\\n" for x, y in a.comparison))
-    elif c == "report":
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text("<html><body>fake report</body></html>")
-        os.makedirs(a.figures_dir, exist_ok=True)
-        Path(a.figures_dir, "metrics.png").write_bytes(PNG)
-        os.makedirs(a.tables_dir, exist_ok=True)
-        Path(a.tables_dir, "results.md").write_text("| arm |")
-    print("stub", c, "ok")
-''') % TINY_PNG.hex()
-
-
-def install_stub_rd(wd: Path) -> None:
-    pkg = wd / "rd"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    # the real command line and config check (and the light modules they import)
-    for name in ("cli.py", "errors.py", "params.py", "files.py", "config_check.py", "commands.py", "metric_list.py"):
-        shutil.copy2(REPO / "rd" / name, pkg / name)
-    (pkg / "__main__.py").write_text(STUB_MAIN)
-
-
 @pytest.fixture(scope="module")
 def stub_run(tmp_path_factory):
     """A finished run of a small config (2 categories, 2 seeds, 3 arms incl. tuned) with the stand-in rd."""

@@ -1,5 +1,5 @@
 """A run folder deleted by hand is retrained by the next Snakemake call, and summary.csv is
-rebuilt from the runs that exist then (real Snakemake, the stand-in rd of test_workflow.py)."""
+rebuilt from the runs that exist then (real Snakemake, the stand-in rd of tests/helpers/stub_rd.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_workflow import copy_workflow, counts, dry_run, install_stub_rd, snakemake, write_config
+from tests.helpers.stub_rd import install_stub_rd
+from tests.helpers.workflow_runner import copy_workflow, counts, dry_run, snakemake, write_config
 
 R18 = "results/runs/textures/brick/resnet18/baseline"
 

@@ -1,3 +1,4 @@
-"""Test-only helpers: synthetic result trees (``report_fixtures``) and a local SLURM cluster
-(``slurm_cluster``). Imported as ``helpers.<module>``: pytest puts ``tests/`` on ``sys.path``
-because ``tests/`` is not a package."""
+"""Test-only helpers shared by several test modules (a test module never imports another one:
+tests/test_layout.py checks). Imported as ``tests.helpers.<module>`` (the repository root is on
+``sys.path`` under ``python -m pytest``); some older modules import ``helpers.<module>``, which
+works because pytest puts ``tests/`` on ``sys.path``."""
