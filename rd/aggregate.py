@@ -32,7 +32,6 @@ defect type seen in any run, then ``run_dir``. Rows are sorted by category, back
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from pathlib import Path
@@ -84,6 +83,19 @@ def _num(value: Any) -> float:
         return NAN
 
 
+def _int(value: Any) -> int | None:
+    """A JSON integer (or integral float, as older records may hold) -> int; anything else -> None.
+
+    Integer facts (image size, epochs, counts, parameters) stay int from train.json to the report."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _seed_of(value: Any, path: Path) -> int:
     try:
         seed = int(value)
@@ -118,6 +130,16 @@ def read_summary(path: str | Path):
         raise RDError(f"Summary {path} has a non-integer seed in row {int(bad.idxmax()) + 2}.",
                       "rerun `python -m rd aggregate`.")
     frame["seed"] = frame["seed"].astype(int)
+    for col in INTEGER_COLUMNS:
+        if col not in frame.columns:
+            continue
+        values = frame[col]
+        bad = values.notna() & (values != values.round())
+        if bad.any():
+            row = int(bad.idxmax())
+            raise RDError(f"Summary {path}, line {row + 2}, column {col!r}: {values[row]:g} is not an integer.",
+                          "rerun `python -m rd aggregate`.")
+        frame[col] = values.astype("Int64")   # 256 stays 256 (to_dict gives int, or None when empty)
     return frame
 
 
@@ -192,8 +214,8 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     row["arm"] = str(metrics.get("arm") or f"{ident['backbone']}/{ident['setting']}")
     row["seed"] = seed
     row["weights"] = str(train.get("weights", "unknown"))
-    row["image_size"] = _num(train.get("image_size", metrics.get("image_size")))
-    row["epochs"] = _num(train.get("epochs"))
+    row["image_size"] = _int(train.get("image_size", metrics.get("image_size")))
+    row["epochs"] = _int(train.get("epochs"))
     teacher = train.get("teacher") or {}
     row["model"] = str(train.get("model") or ident["backbone"])
     row["teacher_tag"] = str(teacher.get("tag") or "unknown")
@@ -218,14 +240,14 @@ def _run_row(run_dir: Path) -> tuple[dict, dict[str, float]]:
     # runs trained before held-out images existed trained on all of train/good
     held_out = train.get("held_out") or {}
     row["validation_fraction"] = _num(train.get("validation_fraction", 0.0))
-    row["n_train_images"] = _num(train.get("n_train_images"))
-    row["n_held_out"] = _num(held_out.get("n_images", 0))
+    row["n_train_images"] = _int(train.get("n_train_images"))
+    row["n_held_out"] = _int(held_out.get("n_images", 0))
     row["held_out_source"] = str(held_out.get("source") or "training")
     row["lr"] = _num((train.get("setting_params") or {}).get("lr"))
     row["lr_source"] = "lr_grid" if train.get("lr_selection") else "setting"
     params = train.get("params") or {}
     for part in ("teacher", "bottleneck", "decoder", "student"):
-        row[f"params_{part}"] = _num(params.get(part))
+        row[f"params_{part}"] = _int(params.get(part))
     defects = metrics.get("per_defect_image_auroc") or {}
     if not isinstance(defects, dict):
         raise RDError(f"{run_dir / 'metrics.json'}: per_defect_image_auroc is not an object.", fix_eval)
@@ -273,25 +295,25 @@ def build_summary(run_dirs: Sequence[str | Path], complexity: Iterable[str | Pat
         # cost from the complexity JSON of this backbone
         recs = comp.get(row["backbone"], [])
         if len(recs) > 1:
-            same = [r for r in recs if _num(r.get("image_size")) == row["image_size"]]
+            same = [r for r in recs if _int(r.get("image_size")) == row["image_size"]]
             recs = same or recs
             if len(recs) > 1:
                 raise RDError(f"Several complexity files for backbone {row['backbone']} at image size "
-                              f"{row['image_size']:g}.", "pass one complexity file per backbone.")
+                              f"{row['image_size']}.", "pass one complexity file per backbone.")
         rec = recs[0] if recs else {}
-        if rec and _num(rec.get("image_size")) != row["image_size"]:
+        if rec and _int(rec.get("image_size")) != row["image_size"]:
             warnings.warn(f"complexity of {row['backbone']} was measured at {rec.get('image_size')} px, "
-                          f"run {run_dir} used {row['image_size']:g} px", stacklevel=2)
+                          f"run {run_dir} used {row['image_size']} px", stacklevel=2)
         cparams, gflops = rec.get("params") or {}, rec.get("gflops") or {}
         for part in ("teacher", "bottleneck", "decoder", "student"):
-            if math.isnan(row[f"params_{part}"]):
-                row[f"params_{part}"] = _num(cparams.get(part))
-        total = _num(cparams.get("total"))
-        if math.isnan(total):
+            if row[f"params_{part}"] is None:
+                row[f"params_{part}"] = _int(cparams.get(part))
+        total = _int(cparams.get("total"))
+        if total is None:
             student = row["params_student"]
-            if math.isnan(student):
+            if student is None and None not in (row["params_bottleneck"], row["params_decoder"]):
                 student = row["params_bottleneck"] + row["params_decoder"]
-            total = row["params_teacher"] + student
+            total = None if None in (row["params_teacher"], student) else row["params_teacher"] + student
         row["params_total"] = total
         for part in ("teacher", "student", "total"):
             row[f"gflops_{part}"] = _num(gflops.get(part))
@@ -332,9 +354,7 @@ def build_summary(run_dirs: Sequence[str | Path], complexity: Iterable[str | Pat
     columns = SUMMARY_COLUMNS + [DEFECT_PREFIX + t for t in defect_types] + ["run_dir"]
     frame = pd.DataFrame(rows, columns=columns)
     for col in INTEGER_COLUMNS:  # written as 64, not 64.0; empty stays empty
-        values = frame[col].dropna()
-        if (values == values.round()).all():
-            frame[col] = frame[col].astype("Int64")
+        frame[col] = frame[col].astype("Int64")
     frame = frame.sort_values(["category", "backbone", "setting", "seed"], kind="stable").reset_index(drop=True)
     return frame
 

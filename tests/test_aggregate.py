@@ -64,6 +64,40 @@ def test_without_complexity_and_benchmarks_columns_stay_empty(fake):
     assert (frame["params_total"] == frame["params_teacher"] + frame["params_student"]).all()
 
 
+def test_integer_facts_stay_int_from_train_json_to_the_report(fake, tmp_path):
+    from rd.aggregate import INTEGER_COLUMNS
+    from rd.report.facts import arm_facts
+    from rd.report.inputs import load_run
+
+    out = tmp_path / "summary.csv"
+    write_summary(fake["runs"], complexity=fake["complexity"], out=out)
+    header, first = out.read_text().splitlines()[:2]
+    cells = dict(zip(header.split(","), first.split(",")))
+    assert all("." not in cells[c] for c in INTEGER_COLUMNS)   # written as 64, not 64.0
+    rows = read_summary(out).to_dict("records")
+    train = json.loads((Path(rows[0]["run_dir"]) / "train.json").read_text())
+    assert type(rows[0]["image_size"]) is int and rows[0]["image_size"] == train["image_size"]
+    assert all(r[c] is None or type(r[c]) is int for r in rows for c in INTEGER_COLUMNS), \
+        {c: type(rows[0][c]).__name__ for c in INTEGER_COLUMNS}
+    assert all(type(r[c]) is int for r in rows for c in ("epochs", "params_student", "params_total"))
+    runs = [load_run(r, out) for r in rows]
+    facts = arm_facts(rows[0]["arm"], runs, {})
+    assert facts.image_size == str(train["image_size"]) and facts.epochs == str(train["epochs"])
+    assert all(type(n) is int for n in facts.student_params)
+
+
+def test_a_fractional_integer_cell_is_named(fake, tmp_path):
+    out = tmp_path / "summary.csv"
+    write_summary(fake["runs"], out=out)
+    lines = out.read_text().splitlines()
+    col = lines[0].split(",").index("epochs")
+    cells = lines[1].split(",")
+    cells[col] = "2.5"
+    out.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    with pytest.raises(RDError, match=r"line 2, column 'epochs': 2.5 is not an integer"):
+        read_summary(out)
+
+
 @pytest.mark.parametrize("path, expected", [
     ("results/benchmarks/train/textures/brick/resnet18/baseline/seed2.tsv",
      ("train", "textures", ("brick", "resnet18", "baseline", 2))),

@@ -114,3 +114,21 @@ def test_docs_quote_the_checkpoint_interval_of_the_code():
     for page, quote in (("troubleshooting.md", f"(default {default} s)"), ("disk-use.md", f"(default\n  {default} s;"),
                         ("slurm.md", f"default {default})")):
         assert quote in (REPO / "docs" / page).read_text(), (page, quote)
+
+
+def test_library_tree_names_every_module():
+    """docs/library.md's package tree lists exactly the modules of rd/ (no stale or missing name)."""
+    text = (REPO / "docs/library.md").read_text(encoding="utf-8")
+    tree = re.search(r"^## Package layout\n.*?^```\n(rd/\n.*?)^```", text, re.S | re.M).group(1)
+    listed, stack = set(), []
+    for line in tree.splitlines()[1:]:
+        m = re.match(r"^([│ ]*)[├└]── (\S+)", line)
+        assert m, f"not a tree line: {line!r}"
+        depth, name = len(m.group(1)) // 4, m.group(2)
+        stack[depth:] = [name.rstrip("/")]
+        if name.endswith(".py"):
+            listed.add("/".join(stack))
+    on_disk = {p.relative_to(REPO / "rd").as_posix() for p in (REPO / "rd").rglob("*.py")}
+    # __init__.py of rd/ and the subpackages other than data/ and __main__.py are named in prose
+    on_disk -= {"__init__.py", "__main__.py", "method/__init__.py", "use/__init__.py", "report/__init__.py"}
+    assert listed == on_disk, (sorted(on_disk - listed), sorted(listed - on_disk))

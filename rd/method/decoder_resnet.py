@@ -31,13 +31,32 @@ def _conv3x3(c_in: int, c_out: int, groups: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, groups=groups, bias=False)
 
 
-class DeBasicBlock(nn.Module):
+class _DeBlock(nn.Module):
+    """The residual step both blocks share, in the original order: the (upsampled) identity
+    first, then the block's own branch, the sum, and the output ReLU that ``relu_out`` drops.
+    Subclasses define ``branch`` and register their modules themselves, in the original order
+    (the init and the state_dict follow it)."""
+
+    upsample: nn.Module | None
+    relu: nn.ReLU
+
+    def __init__(self, relu_out: bool) -> None:
+        super().__init__()
+        self.relu_out = relu_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
+        out = self.branch(x)
+        out = out + identity
+        return self.relu(out) if self.relu_out else out
+
+
+class DeBasicBlock(_DeBlock):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
                  base_width: int = 64, relu_out: bool = True) -> None:
-        super().__init__()
-        self.relu_out = relu_out
+        super().__init__(relu_out)
         self.conv1 = _deconv2x2(inplanes, planes) if upsample is not None else _conv3x3(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -45,21 +64,17 @@ class DeBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.upsample = upsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.upsample is None else self.upsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out = out + identity
-        return self.relu(out) if self.relu_out else out
+        return self.bn2(self.conv2(out))
 
 
-class DeBottleneck(nn.Module):
+class DeBottleneck(_DeBlock):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, upsample: nn.Module | None = None,
                  base_width: int = 64, relu_out: bool = True) -> None:
-        super().__init__()
-        self.relu_out = relu_out
+        super().__init__(relu_out)
         width = int(planes * (base_width / 64.0))
         self.conv1 = nn.Conv2d(inplanes, width, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -70,13 +85,10 @@ class DeBottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.upsample = upsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.upsample is None else self.upsample(x)
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        out = out + identity
-        return self.relu(out) if self.relu_out else out
+        return self.bn3(self.conv3(out))
 
 
 def _de_layer(block_cls: type, inplanes: int, out_chs: int, depth: int, base_width: int,

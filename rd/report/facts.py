@@ -115,19 +115,19 @@ def arm_facts(arm: str, runs: Sequence[Run], config: dict) -> ArmFacts:
     categories = sorted({r.row["category"] for r in rows})
 
     def size_of(run: Run) -> str:
-        return str(int(run.row["image_size"])) if finite(run.row.get("image_size")) else "?"
+        return str(run.row["image_size"]) if finite(run.row.get("image_size")) else "?"
 
     return ArmFacts(
         arm=arm, backbone=backbone, setting=setting, categories=categories,
         test_split=_test_split(rows, categories),
-        image_size=joined(int(r.row["image_size"]) for r in rows if finite(r.row.get("image_size"))),
+        image_size=joined(r.row["image_size"] for r in rows if finite(r.row.get("image_size"))),
         augmentation=joined(t.get("augmentation", s.get("augmentation", "none"))
                             for t, s in zip(trains, setting_params)) if trains else "none",
         preprocessing=joined(t.get("preprocessing") or s.get("preprocessing", "resize to {size} px").replace(
             "{size}", size_of(r)) for t, s in zip(trains or [{}], setting_params) for r in rows[:1]),
         loss=joined(t.get("loss", s.get("loss", DEFAULT_LOSS)) for t, s in zip(trains or [{}], setting_params)),
         seeds=", ".join(str(s) for s in sorted({int(r.row["seed"]) for r in rows})),
-        epochs=joined(int(r.row["epochs"]) for r in rows if finite(r.row.get("epochs"))),
+        epochs=joined(r.row["epochs"] for r in rows if finite(r.row.get("epochs"))),
         steps=joined(t.get("steps", "?") for t in trains),
         batch_size=joined(t.get("batch_size", config.get("batch_size", "?")) for t in trains),
         decoder=joined(decoder_family(backbone, t) for t in (trains or [{}])),
@@ -140,7 +140,7 @@ def arm_facts(arm: str, runs: Sequence[Run], config: dict) -> ArmFacts:
         weights_sha256=joined(_teacher(r.train).get("weights_sha256") or "none" for r in rows
                               if "weights_sha256" in _teacher(r.train)),
         student_family=joined(t["student_family"] for t in trains if t.get("student_family")),
-        student_params=tuple(sorted({int(v) for v in (_student_params(r) for r in rows) if v is not None})),
+        student_params=tuple(sorted({v for v in (_student_params(r) for r in rows) if v is not None})),
         weight_decay_rule=joined(t["weight_decay_rule"] for t in trains if t.get("weight_decay_rule")),
         random_teacher_init=", ".join(sorted({str(t["random_teacher_init"]) for t in trains
                                               if t.get("random_teacher_init")})) or None,
@@ -190,12 +190,16 @@ def run_pretraining(run: Run) -> str:
     return "none" if is_random_weights(run.row.get("weights")) else "unknown"
 
 
-def _student_params(run: Run) -> float | None:
+def _student_params(run: Run) -> int | None:
     params = run.train.get("params")
     value = params.get("student") if isinstance(params, dict) else None
-    if not finite(value):  # older train.json: the summary's column (filled from complexity)
+    if not _is_int(value):  # older train.json: the summary's column (filled from complexity)
         value = run.row.get("params_student")
-    return float(value) if finite(value) else None
+    return value if _is_int(value) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def fmt_params(sizes: Sequence[int]) -> str:
