@@ -332,7 +332,7 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", default="good",
                    help="good (default: 0.99 quantile of the run's held-out good scores) | f1max (the test set's, "
                         "optimistic) | a number")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default=params.DEVICE_DEFAULT, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", **params.arg("inference_batch_size", default=16))
     p.add_argument("--threads", **params.arg("threads", default=None, help="CPU threads (default: torch's)"))
     p.add_argument("--no-images", action="store_true", help="scores only, no PNG per image")

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Mapping
 
 from rd.errors import RDError
+from rd.params import DEVICE_DEFAULT
 
 DEFAULT_LOCK_DIR = Path(".snakemake") / "gpu-locks"
 ALLOCATION_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
@@ -193,7 +194,7 @@ def _claim(ids: list[str], lock_dir: Path, poll_s: float, timeout: float | None)
         time.sleep(poll_s)
 
 
-def resolve_device(spec: str = "auto", lock_dir: str | os.PathLike | None = None, n_gpus: int | None = None, *,
+def resolve_device(spec: str = DEVICE_DEFAULT, lock_dir: str | os.PathLike | None = None, n_gpus: int | None = None, *,
                    env: Mapping[str, str] | None = None, poll_s: float = 2.0,
                    timeout: float | None = None) -> DeviceLease:
     """Pick the device for ``spec`` (see the module docstring); returns a :class:`DeviceLease`.

@@ -24,6 +24,7 @@ import torch
 from rd import files, metrics
 from rd.data import denormalize
 from rd.errors import RDError
+from rd.params import DEVICE_DEFAULT
 from rd.metric_list import METRICS
 from rd.method.inference import image_scores, predict, predict_from_features
 from rd.run import TrainConfig, load_model
@@ -170,7 +171,7 @@ def evaluate_model(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | os.P
 
 
 def evaluate_run(model_path: str | os.PathLike, *, data_root: str, category: str, out_dir: str | os.PathLike,
-                 device: str = "auto", threads: int = 1, failure_cases: int = 4,
+                 device: str = DEVICE_DEFAULT, threads: int = 1, failure_cases: int = 4,
                  dataset: str | None = None) -> dict[str, Any]:
     """Rebuild the run from ``model.pt`` and evaluate it in full (the staged path is ``rd.staging``)."""
     from rd.devices import resolve_device

@@ -58,9 +58,12 @@ STUDENT_OUTPUTS: tuple[str, ...] = ("relu", "linear")
 #: Teacher projections: none, a frozen orthonormal embedding, or the 1x1 conv + BN + ReLU guide.
 PROJECTIONS: tuple[str, ...] = ("none", "orthonormal", "guide")
 
+#: The device a command uses when none is named: CUDA if present, else the CPU (rd.devices).
+DEVICE_DEFAULT = "auto"
+
 #: The paper's recipe: the defaults of ``python -m rd train`` and of ``TrainConfig``.
 RECIPE: dict[str, Any] = {"image_size": 256, "epochs": 200, "batch_size": 16, "seed": 0, "threads": 1,
-                          "eval_every": 0, "device": "auto"}
+                          "eval_every": 0, "device": DEVICE_DEFAULT}
 
 #: Seconds between resume checkpoints of ``rd.train.train`` (0: after every epoch). Not part of
 #: a run's identity: it changes how much work a killed run loses, never a number.

@@ -33,6 +33,7 @@ import pandas as pd
 from rd import files
 from rd.data.layout import IMAGE_EXTENSIONS, load_image
 from rd.errors import RDError
+from rd.params import DEVICE_DEFAULT
 from rd.use.thresholds import Threshold, resolve_threshold
 
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
@@ -195,7 +196,7 @@ def _progress(total: int):
 
 
 def predict_images(run: str | os.PathLike, images: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
-                   threshold: str | float = "good", device: str = "auto", batch_size: int = 16,
+                   threshold: str | float = "good", device: str = DEVICE_DEFAULT, batch_size: int = 16,
                    figures: bool = True, threads: int | None = None) -> pd.DataFrame:
     """Score ``images`` with the run and write ``predictions.csv`` (+ figures) into ``out_dir``."""
     import torch
