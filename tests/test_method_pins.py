@@ -337,3 +337,107 @@ def test_the_hand_example_gets_no_test_by_default():
     row = paired_test(a, a + np.array([1e-6, -1e-6, 0.5e-6, 0.0]))
     assert math.isnan(row["p"]) and row["note"].startswith("too few units for a test (n = 4")
     assert row["mean_diff"] == pytest.approx(0.125e-6, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- initialisation
+def test_rd4ad_init_is_kaiming_fan_out_and_unit_norms():
+    """Conv2d(16 -> 64, 3×3): fan_out = 64·9 = 576, std sqrt(2 / 576) = 0.058926 (fan_in would
+    be 16·9 = 144, std 0.117851); 9216 weights put the sample std within ~1 % of it. Norm
+    layers set to weight 1, bias 0 even when they held other values; ConvTranspose2d untouched."""
+    from rd.models.init import rd4ad_init
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3), torch.nn.BatchNorm2d(64), torch.nn.GroupNorm(4, 64),
+                              torch.nn.ConvTranspose2d(64, 8, 2))
+    with torch.no_grad():
+        for norm in (net[1], net[2]):
+            norm.weight.fill_(3.0)
+            norm.bias.fill_(-2.0)
+    before = net[3].weight.detach().clone()
+    rd4ad_init(net)
+    assert net[0].weight.std().item() == pytest.approx(math.sqrt(2 / 576), rel=0.03)
+    assert abs(net[0].weight.mean().item()) < 0.003
+    for norm in (net[1], net[2]):
+        assert torch.equal(norm.weight, torch.ones(64)) and torch.equal(norm.bias, torch.zeros(64))
+    assert torch.equal(net[3].weight, before)
+
+
+def test_trunc_normal_init_is_std_0_02_with_zero_bias():
+    """Linear(256, 256): 65536 weights of std 0.02 (the ±2 cut is 100 std away: no effect),
+    the bias set to 0 (PyTorch's default bias is not); a layer without bias is fine."""
+    from rd.models.init import trunc_normal_init
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Conv2d(4, 4, 1, bias=False))
+    net.apply(trunc_normal_init)
+    assert net[0].weight.std().item() == pytest.approx(0.02, rel=0.02)
+    assert torch.equal(net[0].bias, torch.zeros(256))
+    assert net[1].bias is None and net[1].weight.std().item() < 0.05
+
+
+# --------------------------------------------------------------------------- plotted curves
+def test_curves_for_plots_have_at_most_1000_points_by_default():
+    """Curves whose steps all have the same length (labels alternate along the score order) are
+    downsampled to exactly max_points: 1000 by default."""
+    from rd.metrics import pro_curve, roc_points
+
+    labels = np.arange(4000) % 2 == 0
+    assert len(roc_points(np.arange(4000.0), labels)[0]) == 1000
+    # one region of 4000 pixels and 4000 normal pixels, scores interleaved: PRO and FPR steps
+    # are both 1/4000; 2403 exact points up to FPR 0.3
+    masks = np.zeros((1, 80, 100), dtype=bool)
+    masks[0, :, :50] = True
+    maps = np.zeros((1, 80, 100))
+    maps[masks] = np.arange(4000) * 2.0 + 1
+    maps[~masks] = np.arange(4000) * 2.0
+    assert len(pro_curve(maps, masks, max_points=None)[0]) == 2403
+    assert len(pro_curve(maps, masks)[0]) == 1000
+
+
+# --------------------------------------------------------------------------- input checks
+def test_metric_errors_name_the_input_and_the_metric():
+    """Callers show these messages to users: each names the array and the metric at fault."""
+    from rd import metrics as mt
+
+    nan_map = np.zeros((1, 2, 2))
+    nan_map[0, 0, 0] = np.nan
+    mask = np.array([[[True, False], [False, False]]])
+    cases = [
+        (lambda: mt.image_auroc([np.nan, 0.2], [0, 1]), "^scores contain NaN or infinite values$"),
+        (lambda: mt.image_auroc([0.1, 0.2], [0, 2]), "^labels must be boolean or 0/1"),
+        (lambda: mt.pixel_auroc(nan_map, mask), "^maps contain NaN or infinite values$"),
+        (lambda: mt.pixel_auroc(np.zeros((1, 2, 2)), mask * 2), "^masks must be boolean or 0/1"),
+        (lambda: mt.image_auroc([0.1, 0.2], [1, 1]),
+         "^image AUROC needs both normal and anomalous samples, but all 2 are anomalous$"),
+        (lambda: mt.image_auroc([0.1, 0.2, 0.3], [0, 0, 0]), "^image AUROC needs .* but all 3 are normal$"),
+        (lambda: mt.pixel_auroc(np.zeros((1, 2, 2)), ~mask | mask), "^pixel AUROC needs both"),
+        (lambda: mt.average_precision([0.1, 0.2], [0, 0]), "^average precision needs both"),
+        (lambda: mt.pixel_average_precision(np.zeros((1, 2, 2)), mask & False), "^pixel average precision needs"),
+        (lambda: mt.f1_max([0.1, 0.2], [1, 1]), "^F1max needs both"),
+        (lambda: mt.roc_points([0.1, 0.2], [0, 0]), "^ROC curve needs both"),
+        (lambda: mt.image_auroc(["a", "b"], [0, 1]), "^scores must be real numbers"),
+        (lambda: mt.image_auroc(np.array([1 + 1j, 2]), [0, 1]), "^scores must be real numbers"),
+        (lambda: mt.image_auroc(np.zeros((2, 2)), [0, 1]), "^scores and labels must be 1-D"),
+        (lambda: mt.image_auroc([0.1, 0.2], np.array([[0, 1]])), "^scores and labels must be 1-D"),
+        (lambda: mt.aupro(np.zeros(4), np.array([1, 0, 0, 0])), "^maps must be N×H×W"),
+        (lambda: mt.aupro(np.zeros((0, 2, 2)), np.zeros((0, 2, 2), bool)), "non-empty, got shape \\(0, 2, 2\\)"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_integer_float16_and_single_image_input_mean_the_same():
+    """Integer and float16 scores are the same numbers as float64; an H×W map is one image."""
+    from rd import metrics as mt
+
+    labels = np.array([0, 1, 0, 1, 1])
+    ints = np.array([1, 3, 2, 2, 5])
+    # pairs (pos 3, 2, 5 vs neg 1, 2): 3 > both, 2 > 1 and ties 2, 5 > both: (2 + 1.5 + 2) / 6
+    assert mt.image_auroc(ints, labels) == pytest.approx(5.5 / 6, abs=1e-12)
+    assert mt.image_auroc(ints.astype(np.float16), labels) == pytest.approx(5.5 / 6, abs=1e-12)
+    amap = np.array([[0.9, 0.1], [0.2, 0.8]])
+    mask = np.array([[True, False], [False, False]])
+    assert mt.pixel_auroc(amap, mask) == 1.0 and mt.aupro(amap, mask) == 1.0
+    # defects 0.2, 0.8 against normals 0.9, 0.1: each beats 0.1 only, 2 of 4 pairs
+    assert mt.pixel_auroc(amap, np.array([[False, False], [True, True]])) == 0.5
