@@ -441,3 +441,33 @@ def test_integer_float16_and_single_image_input_mean_the_same():
     assert mt.pixel_auroc(amap, mask) == 1.0 and mt.aupro(amap, mask) == 1.0
     # defects 0.2, 0.8 against normals 0.9, 0.1: each beats 0.1 only, 2 of 4 pairs
     assert mt.pixel_auroc(amap, np.array([[False, False], [True, True]])) == 0.5
+
+
+def test_downsample_spaces_points_by_path_length_by_hand():
+    """Keep the first point at or past each of max_points evenly spaced path lengths.
+    x = 0, 1, 1.1, 1.2 (y flat): lengths 0, 1, 1.1, 1.2; 3 targets 0, 0.6, 1.2 -> points 0, 1, 3.
+    x = 0..5: 5 targets 0, 1.25, 2.5, 3.75, 5 -> points 0, 2, 3, 4, 5.
+    A curve of exactly max_points points, and max_points = 2, by the same rule."""
+    from rd.metrics import _downsample
+
+    x = np.array([0.0, 1.0, 1.1, 1.2])
+    y = np.zeros(4)
+    np.testing.assert_array_equal(_downsample(x, y, 3)[0], [0.0, 1.0, 1.2])
+    np.testing.assert_array_equal(_downsample(x, y, 4)[0], x)      # 4 points fit: unchanged
+    np.testing.assert_array_equal(_downsample(x, y, 2)[0], [0.0, 1.2])
+    # the same lengths walked along y
+    np.testing.assert_array_equal(_downsample(y, x, 3)[1], [0.0, 1.0, 1.2])
+    steps = np.arange(6.0)
+    np.testing.assert_array_equal(_downsample(steps, np.zeros(6), 5)[0], [0, 2, 3, 4, 5])
+
+
+def test_f1_max_by_hand_with_the_top_score_a_normal_one():
+    """Scores 0.9 ... 0.3, labels 0 1 0 0 0 0 1. At t = 0.9 precision and recall are both 0 (F1 0,
+    not 0/0); t = 0.8: P = R = 1/2, F1 1/2 (the best; P + R is exactly 1); then 0.4, 1/3, 2/7,
+    1/4 and at t = 0.3: P 2/7, R 1, F1 4/9."""
+    from rd.metrics import f1_max_threshold
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    labels = np.array([0, 1, 0, 0, 0, 0, 1])
+    best, threshold = f1_max_threshold(scores, labels)
+    assert (best, threshold) == (pytest.approx(0.5, abs=1e-12), 0.8)
