@@ -421,6 +421,7 @@ def test_metric_errors_name_the_input_and_the_metric():
         (lambda: mt.image_auroc([0.1, 0.2], np.array([[0, 1]])), "^scores and labels must be 1-D"),
         (lambda: mt.aupro(np.zeros(4), np.array([1, 0, 0, 0])), "^maps must be N×H×W"),
         (lambda: mt.aupro(np.zeros((0, 2, 2)), np.zeros((0, 2, 2), bool)), "non-empty, got shape \\(0, 2, 2\\)"),
+        (lambda: mt.aupro(np.zeros((1, 2, 2)), mask, fpr_limit=1.5), "^fpr_limit must be in \\(0, 1\\], got 1.5$"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -471,3 +472,20 @@ def test_f1_max_by_hand_with_the_top_score_a_normal_one():
     labels = np.array([0, 1, 0, 0, 0, 0, 1])
     best, threshold = f1_max_threshold(scores, labels)
     assert (best, threshold) == (pytest.approx(0.5, abs=1e-12), 0.8)
+
+
+def test_pro_curve_of_one_row_by_hand_top_score_normal_lowest_a_defect():
+    """One 1×4 image: 0.9 normal, 0.7 defect, 0.3 normal, 0.1 defect; the two defect pixels are
+    two regions (not adjacent), 2 normal pixels. From the top: t 0.9 FPR 1/2 PRO 0; t 0.7 PRO
+    1/2; t 0.3 FPR 1; t 0.1 PRO 1: the curve ends at (1, 1) although the last defect pixel
+    scores below every normal one. Area to FPR 1: 1/2 · 1/2 = 1/4; to 0.75 (end interpolated
+    at PRO 1/2): 1/4 · 1/2 / 0.75 = 1/6."""
+    from rd.metrics import aupro, pro_curve
+
+    maps = np.array([[[0.9, 0.7, 0.3, 0.1]]])
+    masks = np.array([[[False, True, False, True]]])
+    fpr, pro = pro_curve(maps, masks, fpr_limit=1.0, max_points=None)
+    np.testing.assert_allclose(fpr, [0, 0.5, 0.5, 1, 1], atol=1e-12)
+    np.testing.assert_allclose(pro, [0, 0, 0.5, 0.5, 1], atol=1e-12)
+    assert aupro(maps, masks, fpr_limit=1.0) == pytest.approx(0.25, abs=1e-12)
+    assert aupro(maps, masks, fpr_limit=0.75) == pytest.approx(1 / 6, abs=1e-12)
