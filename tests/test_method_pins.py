@@ -489,3 +489,46 @@ def test_pro_curve_of_one_row_by_hand_top_score_normal_lowest_a_defect():
     np.testing.assert_allclose(pro, [0, 0, 0.5, 0.5, 1], atol=1e-12)
     assert aupro(maps, masks, fpr_limit=1.0) == pytest.approx(0.25, abs=1e-12)
     assert aupro(maps, masks, fpr_limit=0.75) == pytest.approx(1 / 6, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- optimizer
+def test_optimizers_and_weight_decay_groups_as_named():
+    """baseline: Adam lr 0.005, betas (0.5, 0.999), no decay; AdamW decays only the 2-D weight
+    (not the bias or the LayerNorm weight); SGD takes the momentum; all fused."""
+    from rd.optim import make_optimizer, weight_decay_rule
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    adam = make_optimizer(net, {"optimizer": "adam", "lr": 0.005})
+    assert type(adam) is torch.optim.Adam
+    assert (adam.defaults["lr"], adam.defaults["betas"], adam.defaults["fused"]) == (0.005, (0.5, 0.999), True)
+    assert weight_decay_rule({"optimizer": "adam", "lr": 0.005}) == "no weight decay"
+    tuned = {"optimizer": "adamw", "lr": 0.002, "betas": [0.9, 0.99], "weight_decay": 0.05}
+    adamw = make_optimizer(net, tuned)
+    assert type(adamw) is torch.optim.AdamW
+    assert (adamw.defaults["lr"], adamw.defaults["betas"], adamw.defaults["fused"]) == (0.002, (0.9, 0.99), True)
+    decayed = [p for g in adamw.param_groups if g["weight_decay"] == 0.05 for p in g["params"]]
+    assert len(decayed) == 1 and decayed[0] is net[0].weight
+    assert sum(len(g["params"]) for g in adamw.param_groups if g["weight_decay"] == 0) == 3
+    assert weight_decay_rule(tuned).startswith("weight decay 0.05 on weights with ndim >= 2; none on biases")
+    sgd = make_optimizer(net, {"optimizer": "sgd", "lr": 0.1, "momentum": 0.8})
+    assert type(sgd) is torch.optim.SGD
+    assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["fused"]) == (0.1, 0.8, True)
+
+
+def test_warmup_as_long_as_the_run_and_a_one_step_run():
+    """2 steps × 1 epoch with 1 warm-up epoch: warm-up is capped at total - 1 = 1 step, so
+    step 0 -> 1/2, step 1 -> 1 (progress 0), step 2 -> the floor 0.1 (progress 1 / 1). One step
+    in all (1 × 1, no warm-up): step 0 -> 1, step 1 -> the floor. A warm-up longer than the run
+    is refused."""
+    from rd.errors import RDError
+    from rd.optim import make_optimizer, make_scheduler
+
+    net = torch.nn.Linear(2, 2)
+    setting = {"optimizer": "adamw", "lr": 0.01, "schedule": "cosine", "warmup_epochs": 1, "min_lr": 0.001}
+    factor = make_scheduler(make_optimizer(net, setting), setting, steps_per_epoch=2, epochs=1).lr_lambdas[0]
+    assert [factor(s) for s in range(3)] == pytest.approx([0.5, 1.0, 0.1], abs=1e-12)
+    no_warmup = {**setting, "warmup_epochs": 0}
+    factor = make_scheduler(make_optimizer(net, no_warmup), no_warmup, steps_per_epoch=1, epochs=1).lr_lambdas[0]
+    assert [factor(s) for s in range(2)] == pytest.approx([1.0, 0.1], abs=1e-12)
+    with pytest.raises(RDError, match="warmup_epochs"):
+        make_scheduler(make_optimizer(net, setting), {**setting, "warmup_epochs": 2}, steps_per_epoch=2, epochs=1)
