@@ -532,3 +532,50 @@ def test_warmup_as_long_as_the_run_and_a_one_step_run():
     assert [factor(s) for s in range(2)] == pytest.approx([1.0, 0.1], abs=1e-12)
     with pytest.raises(RDError, match="warmup_epochs"):
         make_scheduler(make_optimizer(net, setting), {**setting, "warmup_epochs": 2}, steps_per_epoch=2, epochs=1)
+
+
+def _rd4ad_reference(maps, masks, num_thresholds=200, fpr_limit=0.3):
+    """The official compute_pro written plainly: per image, per threshold, per region."""
+    from scipy import ndimage
+    from sklearn.metrics import auc
+
+    per_image = []
+    for amap, mask in zip(maps, masks):
+        if not mask.any():
+            continue
+        lo, hi = amap.min(), amap.max()
+        if hi == lo or mask.all():
+            per_image.append(np.nan)
+            continue
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        xs, ys = [], []
+        for t in np.arange(lo, hi, (hi - lo) / num_thresholds):
+            above = amap > t
+            pro = np.mean([(above & (labels == r)).sum() / (labels == r).sum() for r in range(1, n + 1)])
+            fpr = (above & ~mask).sum() / (~mask).sum()
+            if fpr < fpr_limit:
+                xs.append(fpr)
+                ys.append(pro)
+        per_image.append(np.nan if len(xs) < 2 or max(xs) == 0 else auc(np.array(xs) / max(xs), ys))
+    return float(np.mean(per_image))
+
+
+def test_pro_rd4ad_matches_the_official_loop():
+    """A good image first, then images with several regions, scores not starting at 0 and
+    lying on the threshold grid (ties at a threshold count as not above it), FPR passing 0.3."""
+    rng = np.random.default_rng(4)
+    masks = np.zeros((3, 12, 12), dtype=bool)
+    masks[1, 1:4, 1:4] = masks[1, 7:10, 6:11] = True
+    masks[2, 0:2, 0:5] = masks[2, 8:12, 9:12] = masks[2, 5, 5] = True
+    maps = 0.5 + np.round((rng.random((3, 12, 12)) * 0.8 + 0.3 * masks) * 40) / 40
+    expected = _rd4ad_reference(maps, masks)
+    assert 0.2 < expected < 0.95
+    assert pro_rd4ad(maps, masks) == pytest.approx(expected, abs=1e-12)
+    assert pro_rd4ad(maps, masks, num_thresholds=50, fpr_limit=0.5) == pytest.approx(
+        _rd4ad_reference(maps, masks, 50, 0.5), abs=1e-12)
+    # a constant map is NaN; one normal pixel is enough for a number
+    assert math.isnan(pro_rd4ad(np.ones((1, 2, 2)), np.eye(2, dtype=bool)[None]))
+    one_normal = np.array([[[0.9, 0.1], [0.7, 0.5]]])
+    one_mask = np.array([[[True, True], [True, False]]])
+    assert pro_rd4ad(one_normal, one_mask, fpr_limit=1.5) == pytest.approx(
+        _rd4ad_reference(one_normal, one_mask, fpr_limit=1.5), abs=1e-12)
