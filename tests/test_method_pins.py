@@ -567,7 +567,8 @@ def test_pro_rd4ad_matches_the_official_loop():
     masks = np.zeros((3, 12, 12), dtype=bool)
     masks[1, 1:4, 1:4] = masks[1, 7:10, 6:11] = True
     masks[2, 0:2, 0:5] = masks[2, 8:12, 9:12] = masks[2, 5, 5] = True
-    maps = 0.5 + np.round((rng.random((3, 12, 12)) * 0.8 + 0.3 * masks) * 40) / 40
+    maps = 0.5 + np.round(np.clip(rng.random((3, 12, 12)) * 0.7 + 0.3 * masks, 0, 1) * 40) / 40
+    maps[:, 11, 0], maps[:, 11, 1] = 0.5, 1.5   # normal pixels: min 0.5, max 1.5, thresholds 0.5 + k/200
     expected = _rd4ad_reference(maps, masks)
     assert 0.2 < expected < 0.95
     assert pro_rd4ad(maps, masks) == pytest.approx(expected, abs=1e-12)
@@ -579,3 +580,8 @@ def test_pro_rd4ad_matches_the_official_loop():
     one_mask = np.array([[[True, True], [True, False]]])
     assert pro_rd4ad(one_normal, one_mask, fpr_limit=1.5) == pytest.approx(
         _rd4ad_reference(one_normal, one_mask, fpr_limit=1.5), abs=1e-12)
+    # two kept points are enough; one (or only FPR 0) is NaN
+    assert pro_rd4ad(one_normal, one_mask, num_thresholds=2, fpr_limit=1.5) == pytest.approx(
+        _rd4ad_reference(one_normal, one_mask, 2, 1.5), abs=1e-12)
+    assert math.isnan(pro_rd4ad(one_normal, one_mask, num_thresholds=1, fpr_limit=1.5))
+    assert math.isnan(pro_rd4ad(one_normal, one_mask))
