@@ -572,6 +572,10 @@ def test_pro_rd4ad_matches_the_official_loop():
     expected = _rd4ad_reference(maps, masks)
     assert 0.2 < expected < 0.95
     assert pro_rd4ad(maps, masks) == pytest.approx(expected, abs=1e-12)
+    # on continuous scores the grid of 200 thresholds itself matters (on the 1/40 grid above
+    # any grid finer than 1/40 visits the same points)
+    smooth = rng.random((3, 12, 12)) + 0.4 * masks
+    assert pro_rd4ad(smooth, masks) == pytest.approx(_rd4ad_reference(smooth, masks, 200, 0.3), abs=1e-12)
     assert pro_rd4ad(maps, masks, num_thresholds=50, fpr_limit=0.5) == pytest.approx(
         _rd4ad_reference(maps, masks, 50, 0.5), abs=1e-12)
     # a constant map is NaN; one normal pixel is enough for a number
