@@ -337,3 +337,255 @@ def test_the_hand_example_gets_no_test_by_default():
     row = paired_test(a, a + np.array([1e-6, -1e-6, 0.5e-6, 0.0]))
     assert math.isnan(row["p"]) and row["note"].startswith("too few units for a test (n = 4")
     assert row["mean_diff"] == pytest.approx(0.125e-6, rel=1e-6)
+
+
+# --------------------------------------------------------------------------- initialisation
+def test_rd4ad_init_is_kaiming_fan_out_and_unit_norms():
+    """Conv2d(16 -> 64, 3×3): fan_out = 64·9 = 576, std sqrt(2 / 576) = 0.058926 (fan_in would
+    be 16·9 = 144, std 0.117851); 9216 weights put the sample std within ~1 % of it. Norm
+    layers set to weight 1, bias 0 even when they held other values; ConvTranspose2d untouched."""
+    from rd.models.init import rd4ad_init
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3), torch.nn.BatchNorm2d(64), torch.nn.GroupNorm(4, 64),
+                              torch.nn.ConvTranspose2d(64, 8, 2))
+    with torch.no_grad():
+        for norm in (net[1], net[2]):
+            norm.weight.fill_(3.0)
+            norm.bias.fill_(-2.0)
+    before = net[3].weight.detach().clone()
+    rd4ad_init(net)
+    assert net[0].weight.std().item() == pytest.approx(math.sqrt(2 / 576), rel=0.03)
+    assert abs(net[0].weight.mean().item()) < 0.003
+    for norm in (net[1], net[2]):
+        assert torch.equal(norm.weight, torch.ones(64)) and torch.equal(norm.bias, torch.zeros(64))
+    assert torch.equal(net[3].weight, before)
+
+
+def test_trunc_normal_init_is_std_0_02_with_zero_bias():
+    """Linear(256, 256): 65536 weights of std 0.02 (the ±2 cut is 100 std away: no effect),
+    the bias set to 0 (PyTorch's default bias is not); a layer without bias is fine."""
+    from rd.models.init import trunc_normal_init
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Conv2d(4, 4, 1, bias=False))
+    net.apply(trunc_normal_init)
+    assert net[0].weight.std().item() == pytest.approx(0.02, rel=0.02)
+    assert torch.equal(net[0].bias, torch.zeros(256))
+    assert net[1].bias is None and net[1].weight.std().item() < 0.05
+
+
+# --------------------------------------------------------------------------- plotted curves
+def test_curves_for_plots_have_at_most_1000_points_by_default():
+    """Curves whose steps all have the same length (labels alternate along the score order) are
+    downsampled to exactly max_points: 1000 by default."""
+    from rd.metrics import pro_curve, roc_points
+
+    labels = np.arange(4000) % 2 == 0
+    assert len(roc_points(np.arange(4000.0), labels)[0]) == 1000
+    # one region of 4000 pixels and 4000 normal pixels, scores interleaved: PRO and FPR steps
+    # are both 1/4000; 2403 exact points up to FPR 0.3
+    masks = np.zeros((1, 80, 100), dtype=bool)
+    masks[0, :, :50] = True
+    maps = np.zeros((1, 80, 100))
+    maps[masks] = np.arange(4000) * 2.0 + 1
+    maps[~masks] = np.arange(4000) * 2.0
+    assert len(pro_curve(maps, masks, max_points=None)[0]) == 2403
+    assert len(pro_curve(maps, masks)[0]) == 1000
+
+
+# --------------------------------------------------------------------------- input checks
+def test_metric_errors_name_the_input_and_the_metric():
+    """Callers show these messages to users: each names the array and the metric at fault."""
+    from rd import metrics as mt
+
+    nan_map = np.zeros((1, 2, 2))
+    nan_map[0, 0, 0] = np.nan
+    mask = np.array([[[True, False], [False, False]]])
+    cases = [
+        (lambda: mt.image_auroc([np.nan, 0.2], [0, 1]), "^scores contain NaN or infinite values$"),
+        (lambda: mt.image_auroc([0.1, 0.2], [0, 2]), "^labels must be boolean or 0/1"),
+        (lambda: mt.pixel_auroc(nan_map, mask), "^maps contain NaN or infinite values$"),
+        (lambda: mt.pixel_auroc(np.zeros((1, 2, 2)), mask * 2), "^masks must be boolean or 0/1"),
+        (lambda: mt.image_auroc([0.1, 0.2], [1, 1]),
+         "^image AUROC needs both normal and anomalous samples, but all 2 are anomalous$"),
+        (lambda: mt.image_auroc([0.1, 0.2, 0.3], [0, 0, 0]), "^image AUROC needs .* but all 3 are normal$"),
+        (lambda: mt.pixel_auroc(np.zeros((1, 2, 2)), ~mask | mask), "^pixel AUROC needs both"),
+        (lambda: mt.average_precision([0.1, 0.2], [0, 0]), "^average precision needs both"),
+        (lambda: mt.pixel_average_precision(np.zeros((1, 2, 2)), mask & False), "^pixel average precision needs"),
+        (lambda: mt.f1_max([0.1, 0.2], [1, 1]), "^F1max needs both"),
+        (lambda: mt.roc_points([0.1, 0.2], [0, 0]), "^ROC curve needs both"),
+        (lambda: mt.image_auroc(["a", "b"], [0, 1]), "^scores must be real numbers"),
+        (lambda: mt.image_auroc(np.array([1 + 1j, 2]), [0, 1]), "^scores must be real numbers"),
+        (lambda: mt.image_auroc(np.zeros((2, 2)), [0, 1]), "^scores and labels must be 1-D"),
+        (lambda: mt.image_auroc([0.1, 0.2], np.array([[0, 1]])), "^scores and labels must be 1-D"),
+        (lambda: mt.aupro(np.zeros(4), np.array([1, 0, 0, 0])), "^maps must be N×H×W"),
+        (lambda: mt.aupro(np.zeros((0, 2, 2)), np.zeros((0, 2, 2), bool)), "non-empty, got shape \\(0, 2, 2\\)"),
+        (lambda: mt.aupro(np.zeros((1, 2, 2)), mask, fpr_limit=1.5), "^fpr_limit must be in \\(0, 1\\], got 1.5$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_integer_float16_and_single_image_input_mean_the_same():
+    """Integer and float16 scores are the same numbers as float64; an H×W map is one image."""
+    from rd import metrics as mt
+
+    labels = np.array([0, 1, 0, 1, 1])
+    ints = np.array([1, 3, 2, 2, 5])
+    # pairs (pos 3, 2, 5 vs neg 1, 2): 3 > both, 2 > 1 and ties 2, 5 > both: (2 + 1.5 + 2) / 6
+    assert mt.image_auroc(ints, labels) == pytest.approx(5.5 / 6, abs=1e-12)
+    assert mt.image_auroc(ints.astype(np.float16), labels) == pytest.approx(5.5 / 6, abs=1e-12)
+    amap = np.array([[0.9, 0.1], [0.2, 0.8]])
+    mask = np.array([[True, False], [False, False]])
+    assert mt.pixel_auroc(amap, mask) == 1.0 and mt.aupro(amap, mask) == 1.0
+    # defects 0.2, 0.8 against normals 0.9, 0.1: each beats 0.1 only, 2 of 4 pairs
+    assert mt.pixel_auroc(amap, np.array([[False, False], [True, True]])) == 0.5
+
+
+def test_downsample_spaces_points_by_path_length_by_hand():
+    """Keep the first point at or past each of max_points evenly spaced path lengths.
+    x = 0, 1, 1.1, 1.2 (y flat): lengths 0, 1, 1.1, 1.2; 3 targets 0, 0.6, 1.2 -> points 0, 1, 3.
+    x = 0..5: 5 targets 0, 1.25, 2.5, 3.75, 5 -> points 0, 2, 3, 4, 5.
+    A curve of exactly max_points points, and max_points = 2, by the same rule."""
+    from rd.metrics import _downsample
+
+    x = np.array([0.0, 1.0, 1.1, 1.2])
+    y = np.zeros(4)
+    np.testing.assert_array_equal(_downsample(x, y, 3)[0], [0.0, 1.0, 1.2])
+    np.testing.assert_array_equal(_downsample(x, y, 4)[0], x)      # 4 points fit: unchanged
+    np.testing.assert_array_equal(_downsample(x, y, 2)[0], [0.0, 1.2])
+    # the same lengths walked along y
+    np.testing.assert_array_equal(_downsample(y, x, 3)[1], [0.0, 1.0, 1.2])
+    steps = np.arange(6.0)
+    np.testing.assert_array_equal(_downsample(steps, np.zeros(6), 5)[0], [0, 2, 3, 4, 5])
+
+
+def test_f1_max_by_hand_with_the_top_score_a_normal_one():
+    """Scores 0.9 ... 0.3, labels 0 1 0 0 0 0 1. At t = 0.9 precision and recall are both 0 (F1 0,
+    not 0/0); t = 0.8: P = R = 1/2, F1 1/2 (the best; P + R is exactly 1); then 0.4, 1/3, 2/7,
+    1/4 and at t = 0.3: P 2/7, R 1, F1 4/9."""
+    from rd.metrics import f1_max_threshold
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    labels = np.array([0, 1, 0, 0, 0, 0, 1])
+    best, threshold = f1_max_threshold(scores, labels)
+    assert (best, threshold) == (pytest.approx(0.5, abs=1e-12), 0.8)
+
+
+def test_pro_curve_of_one_row_by_hand_top_score_normal_lowest_a_defect():
+    """One 1×4 image: 0.9 normal, 0.7 defect, 0.3 normal, 0.1 defect; the two defect pixels are
+    two regions (not adjacent), 2 normal pixels. From the top: t 0.9 FPR 1/2 PRO 0; t 0.7 PRO
+    1/2; t 0.3 FPR 1; t 0.1 PRO 1: the curve ends at (1, 1) although the last defect pixel
+    scores below every normal one. Area to FPR 1: 1/2 · 1/2 = 1/4; to 0.75 (end interpolated
+    at PRO 1/2): 1/4 · 1/2 / 0.75 = 1/6."""
+    from rd.metrics import aupro, pro_curve
+
+    maps = np.array([[[0.9, 0.7, 0.3, 0.1]]])
+    masks = np.array([[[False, True, False, True]]])
+    fpr, pro = pro_curve(maps, masks, fpr_limit=1.0, max_points=None)
+    np.testing.assert_allclose(fpr, [0, 0.5, 0.5, 1, 1], atol=1e-12)
+    np.testing.assert_allclose(pro, [0, 0, 0.5, 0.5, 1], atol=1e-12)
+    assert aupro(maps, masks, fpr_limit=1.0) == pytest.approx(0.25, abs=1e-12)
+    assert aupro(maps, masks, fpr_limit=0.75) == pytest.approx(1 / 6, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- optimizer
+def test_optimizers_and_weight_decay_groups_as_named():
+    """baseline: Adam lr 0.005, betas (0.5, 0.999), no decay; AdamW decays only the 2-D weight
+    (not the bias or the LayerNorm weight); SGD takes the momentum; all fused."""
+    from rd.optim import make_optimizer, weight_decay_rule
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    adam = make_optimizer(net, {"optimizer": "adam", "lr": 0.005})
+    assert type(adam) is torch.optim.Adam
+    assert (adam.defaults["lr"], adam.defaults["betas"], adam.defaults["fused"]) == (0.005, (0.5, 0.999), True)
+    assert weight_decay_rule({"optimizer": "adam", "lr": 0.005}) == "no weight decay"
+    tuned = {"optimizer": "adamw", "lr": 0.002, "betas": [0.9, 0.99], "weight_decay": 0.05}
+    adamw = make_optimizer(net, tuned)
+    assert type(adamw) is torch.optim.AdamW
+    assert (adamw.defaults["lr"], adamw.defaults["betas"], adamw.defaults["fused"]) == (0.002, (0.9, 0.99), True)
+    decayed = [p for g in adamw.param_groups if g["weight_decay"] == 0.05 for p in g["params"]]
+    assert len(decayed) == 1 and decayed[0] is net[0].weight
+    assert sum(len(g["params"]) for g in adamw.param_groups if g["weight_decay"] == 0) == 3
+    assert weight_decay_rule(tuned).startswith("weight decay 0.05 on weights with ndim >= 2; none on biases")
+    sgd = make_optimizer(net, {"optimizer": "sgd", "lr": 0.1, "momentum": 0.8})
+    assert type(sgd) is torch.optim.SGD
+    assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["fused"]) == (0.1, 0.8, True)
+
+
+def test_warmup_as_long_as_the_run_and_a_one_step_run():
+    """2 steps × 1 epoch with 1 warm-up epoch: warm-up is capped at total - 1 = 1 step, so
+    step 0 -> 1/2, step 1 -> 1 (progress 0), step 2 -> the floor 0.1 (progress 1 / 1). One step
+    in all (1 × 1, no warm-up): step 0 -> 1, step 1 -> the floor. A warm-up longer than the run
+    is refused."""
+    from rd.errors import RDError
+    from rd.optim import make_optimizer, make_scheduler
+
+    net = torch.nn.Linear(2, 2)
+    setting = {"optimizer": "adamw", "lr": 0.01, "schedule": "cosine", "warmup_epochs": 1, "min_lr": 0.001}
+    factor = make_scheduler(make_optimizer(net, setting), setting, steps_per_epoch=2, epochs=1).lr_lambdas[0]
+    assert [factor(s) for s in range(3)] == pytest.approx([0.5, 1.0, 0.1], abs=1e-12)
+    no_warmup = {**setting, "warmup_epochs": 0}
+    factor = make_scheduler(make_optimizer(net, no_warmup), no_warmup, steps_per_epoch=1, epochs=1).lr_lambdas[0]
+    assert [factor(s) for s in range(2)] == pytest.approx([1.0, 0.1], abs=1e-12)
+    with pytest.raises(RDError, match="warmup_epochs"):
+        make_scheduler(make_optimizer(net, setting), {**setting, "warmup_epochs": 2}, steps_per_epoch=2, epochs=1)
+
+
+def _rd4ad_reference(maps, masks, num_thresholds=200, fpr_limit=0.3):
+    """The official compute_pro written plainly: per image, per threshold, per region."""
+    from scipy import ndimage
+    from sklearn.metrics import auc
+
+    per_image = []
+    for amap, mask in zip(maps, masks):
+        if not mask.any():
+            continue
+        lo, hi = amap.min(), amap.max()
+        if hi == lo or mask.all():
+            per_image.append(np.nan)
+            continue
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        xs, ys = [], []
+        for t in np.arange(lo, hi, (hi - lo) / num_thresholds):
+            above = amap > t
+            pro = np.mean([(above & (labels == r)).sum() / (labels == r).sum() for r in range(1, n + 1)])
+            fpr = (above & ~mask).sum() / (~mask).sum()
+            if fpr < fpr_limit:
+                xs.append(fpr)
+                ys.append(pro)
+        per_image.append(np.nan if len(xs) < 2 or max(xs) == 0 else auc(np.array(xs) / max(xs), ys))
+    return float(np.mean(per_image))
+
+
+def test_pro_rd4ad_matches_the_official_loop():
+    """A good image first, then images with several regions, scores not starting at 0 and
+    lying on the threshold grid (ties at a threshold count as not above it), FPR passing 0.3."""
+    rng = np.random.default_rng(4)
+    masks = np.zeros((3, 12, 12), dtype=bool)
+    masks[1, 1:4, 1:4] = masks[1, 7:10, 6:11] = True
+    masks[2, 0:2, 0:5] = masks[2, 8:12, 9:12] = masks[2, 5, 5] = True
+    maps = 0.5 + np.round(np.clip(rng.random((3, 12, 12)) * 0.7 + 0.3 * masks, 0, 1) * 40) / 40
+    maps[:, 11, 0], maps[:, 11, 1] = 0.5, 1.5   # normal pixels: min 0.5, max 1.5, thresholds 0.5 + k/200
+    expected = _rd4ad_reference(maps, masks)
+    assert 0.2 < expected < 0.95
+    assert pro_rd4ad(maps, masks) == pytest.approx(expected, abs=1e-12)
+    # on continuous scores the grid of 200 thresholds itself matters (on the 1/40 grid above
+    # any grid finer than 1/40 visits the same points)
+    smooth = rng.random((3, 12, 12)) + 0.4 * masks
+    assert pro_rd4ad(smooth, masks) == pytest.approx(_rd4ad_reference(smooth, masks, 200, 0.3), abs=1e-12)
+    assert pro_rd4ad(maps, masks, num_thresholds=50, fpr_limit=0.5) == pytest.approx(
+        _rd4ad_reference(maps, masks, 50, 0.5), abs=1e-12)
+    # a constant map is NaN; one normal pixel is enough for a number
+    assert math.isnan(pro_rd4ad(np.ones((1, 2, 2)), np.eye(2, dtype=bool)[None]))
+    one_normal = np.array([[[0.9, 0.1], [0.7, 0.5]]])
+    one_mask = np.array([[[True, True], [True, False]]])
+    assert pro_rd4ad(one_normal, one_mask, fpr_limit=1.5) == pytest.approx(
+        _rd4ad_reference(one_normal, one_mask, fpr_limit=1.5), abs=1e-12)
+    # two kept points are enough; one (or only FPR 0) is NaN
+    assert pro_rd4ad(one_normal, one_mask, num_thresholds=2, fpr_limit=1.5) == pytest.approx(
+        _rd4ad_reference(one_normal, one_mask, 2, 1.5), abs=1e-12)
+    assert math.isnan(pro_rd4ad(one_normal, one_mask, num_thresholds=1, fpr_limit=1.5))
+    assert math.isnan(pro_rd4ad(one_normal, one_mask))
