@@ -344,7 +344,7 @@ def test_rd4ad_init_is_kaiming_fan_out_and_unit_norms():
     """Conv2d(16 -> 64, 3×3): fan_out = 64·9 = 576, std sqrt(2 / 576) = 0.058926 (fan_in would
     be 16·9 = 144, std 0.117851); 9216 weights put the sample std within ~1 % of it. Norm
     layers set to weight 1, bias 0 even when they held other values; ConvTranspose2d untouched."""
-    from rd.models.init import rd4ad_init
+    from rd.method.init import rd4ad_init
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3), torch.nn.BatchNorm2d(64), torch.nn.GroupNorm(4, 64),
@@ -365,7 +365,7 @@ def test_rd4ad_init_is_kaiming_fan_out_and_unit_norms():
 def test_trunc_normal_init_is_std_0_02_with_zero_bias():
     """Linear(256, 256): 65536 weights of std 0.02 (the ±2 cut is 100 std away: no effect),
     the bias set to 0 (PyTorch's default bias is not); a layer without bias is fine."""
-    from rd.models.init import trunc_normal_init
+    from rd.method.init import trunc_normal_init
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Conv2d(4, 4, 1, bias=False))
