@@ -16,7 +16,7 @@ rule write_config:
     # A shell command, not a run directive: Snakemake runs a run-directive job in a fresh
     # Snakemake process (seconds of start-up); printf needs none.
     shell:
-        "printf '%s' {params.text:q} > {output:q} && echo 'wrote {output}' > {log:q}"
+        "printf '%s' {params.text:q} > {output:q} && echo wrote {output:q} > {log:q}"
 
 
 rule report:
