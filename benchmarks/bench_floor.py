@@ -76,6 +76,8 @@ def main() -> None:
                 out = Path(scratch) / backbone / setting / str(i)
                 argv = [*train_command(config, backbone, setting, category, seed, str(out)),
                         "--stage-evaluation", "--failure-cases", str(config["failure_cases"])]
+                if argv[0] == "python":  # the workflow's `python` is the environment's: this one
+                    argv[0] = sys.executable
                 cpus.append(child_cpu(argv, run_dir, env))
             per_run = statistics.median(cpus)
             total += per_run * runs_per_arm
