@@ -108,6 +108,13 @@ def test_the_recipe_is_the_papers():
                                "schedule": "constant"}
 
 
+def test_the_schemas_baseline_setting_is_rd_params_baseline():
+    """The schema (YAML, it cannot import) holds the one data copy of the baseline setting: the
+    workflow's default `settings.baseline` must be the library's BASELINE."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["properties"]["settings"]["default"]["baseline"] == params.BASELINE
+
+
 def test_schema_defaults_are_the_default_runs():
     """The workflow's defaults are its small default run's (config.yaml), documented as such."""
     schema = yaml.safe_load(SCHEMA.read_text())
