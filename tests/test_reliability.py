@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.reliability import CAT, Result, assert_clean_failure, no_files, rd, rd_subprocess, rd_until
+from tests.helpers.reliability import (CAT, Result, Trigger, assert_clean_failure, no_files, rd, rd_subprocess,
+                                      rd_until)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"n_train": 20, "n_test_good": 6, "n_per_defect": 3}
@@ -334,13 +335,14 @@ def test_ctrl_c_one_line_then_rerun_resumes(small_root, tmp_path):
 
     run = tmp_path / "run"
     args = train_args(small_root, run, "--checkpoint-every", "0", epochs=4)
-    # after "epoch 2/4" is printed, the checkpoint of epoch 1 is on disk (that of epoch 2 may be in the making)
-    res = rd_until("epoch 2/4", *args, cwd=tmp_path, sig=signal.SIGINT)
+    # Ctrl-C as "epoch 2/4" is printed: the checkpoint of epoch 1 is on disk, that of epoch 2 not yet begun
+    res = rd_until(Trigger(signal.SIGINT, text="epoch 2/4"), *args, cwd=tmp_path)
     assert res.rc == 130 and "Traceback" not in res.stderr, res.stderr
     assert res.errors() == ["error: interrupted; outputs written so far are complete, rerun to continue."], res.stderr
     assert (run / "checkpoint.pt").is_file() and not (run / "model.pt").exists()
     again = rd(*args, cwd=tmp_path)
-    assert again.rc == 0 and "resuming from" in again.stderr and "epoch 1/4" not in again.stderr, again.stderr
+    assert again.rc == 0 and f"resuming from {run / 'checkpoint.pt'} after epoch 1" in again.stderr, again.stderr
+    assert "epoch 1/4" not in again.stderr and "epoch 2/4" in again.stderr, again.stderr
     assert (run / "model.pt").is_file() and not (run / "checkpoint.pt").exists()
 
 
@@ -575,21 +577,21 @@ def test_workflow_quotes_every_path_it_hands_to_a_shell():
 
 # --------------------------------------------------------------------------- second pass: signals, durability, tables
 def test_sigterm_is_an_interruption_then_rerun_resumes(small_root, tmp_path):
-    """SIGTERM (SLURM's time limit, kill) right after "epoch 2/4" is printed, i.e. while the
-    checkpoint of epoch 2 is being written: one line, exit 143 (128 + SIGTERM), no temporary
-    file left, the last complete checkpoint kept; the same command resumes."""
+    """SIGTERM (SLURM's time limit, kill) while the checkpoint of epoch 2 is being written (its
+    temporary file just opened): one line, exit 143 (128 + SIGTERM), no temporary file left, the
+    checkpoint of epoch 1 kept; the same command resumes after epoch 1."""
     import signal
 
     run = tmp_path / "run"
     args = train_args(small_root, run, "--checkpoint-every", "0", epochs=4)
-    res = rd_until("epoch 2/4", *args, cwd=tmp_path, sig=signal.SIGTERM)
+    res = rd_until(Trigger(signal.SIGTERM, opens=".checkpoint.pt.*.tmp", nth=2), *args, cwd=tmp_path)
     assert res.rc == 143 and "Traceback" not in res.stderr, res.stderr
     assert res.errors() == ["error: terminated (SIGTERM); outputs written so far are complete, rerun to continue."], \
         res.stderr
     assert not list(run.glob(".*.tmp")), list(run.iterdir())
     assert (run / "checkpoint.pt").is_file() and not (run / "model.pt").exists()
     again = rd(*args, cwd=tmp_path)
-    assert again.rc == 0 and "resuming from" in again.stderr, again.stderr
+    assert again.rc == 0 and f"resuming from {run / 'checkpoint.pt'} after epoch 1" in again.stderr, again.stderr
     assert (run / "model.pt").is_file()
 
 

@@ -39,7 +39,62 @@ class Result:
         return [line for line in self.lines() if line.startswith("warning: ")]
 
 
-def _cli_child(argv: list[str], cwd: str, env: dict[str, str], out_base: str, fsize: int | None) -> None:
+@dataclass(frozen=True)
+class Trigger:
+    """When a forked case signals itself: once the line holding ``text`` is on its stderr, or when
+    it opens for writing the ``nth`` file whose name matches the glob ``opens``. The signal is
+    the real one (kernel, handler, unwinding); raising it from inside the case pins the moment,
+    where a signal sent by the test after polling a file arrives whenever the scheduler allows."""
+
+    sig: int
+    text: str | None = None
+    opens: str | None = None
+    nth: int = 1
+
+
+class _StderrTrigger:
+    """A text stream that sends ``trigger.sig`` to its own process once ``trigger.text`` is written."""
+
+    def __init__(self, stream, trigger: Trigger) -> None:
+        self._stream, self._trigger, self._seen, self._fired = stream, trigger, "", False
+
+    def write(self, text: str) -> int:
+        n = self._stream.write(text)
+        if not self._fired:
+            self._seen = (self._seen + text)[-4096:]
+            at = self._seen.find(self._trigger.text)
+            if at >= 0 and "\n" in self._seen[at:]:   # the whole line is out
+                self._fired = True
+                self._stream.flush()
+                os.kill(os.getpid(), self._trigger.sig)
+        return n
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _arm(trigger: Trigger) -> None:
+    """Make the current (forked) process signal itself as ``trigger`` says."""
+    if trigger.text is not None:
+        sys.stderr = _StderrTrigger(sys.stderr, trigger)
+    if trigger.opens is not None:
+        import fnmatch
+
+        seen: list[str] = []
+
+        def hook(event: str, args: tuple) -> None:
+            if event != "open" or len(seen) >= trigger.nth or not isinstance(args[1], str) or "w" not in args[1]:
+                return
+            if fnmatch.fnmatch(os.path.basename(os.fsdecode(args[0])), trigger.opens):
+                seen.append(os.fsdecode(args[0]))
+                if len(seen) == trigger.nth:
+                    os.kill(os.getpid(), trigger.sig)
+
+        sys.addaudithook(hook)   # audit hooks cannot be removed: fine in a one-shot child
+
+
+def _cli_child(argv: list[str], cwd: str, env: dict[str, str], out_base: str, fsize: int | None,
+               trigger: Trigger | None = None) -> None:
     """Body of one forked case: what ``python -m rd <argv>`` does, with stdio sent to files."""
     out = os.open(out_base + ".out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     err = os.open(out_base + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -54,6 +109,8 @@ def _cli_child(argv: list[str], cwd: str, env: dict[str, str], out_base: str, fs
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        if trigger is not None:
+            _arm(trigger)
         os.chdir(cwd)
         os.environ.update(env)
         if fsize is not None:   # a "full disk": writes beyond fsize bytes fail with EFBIG
@@ -99,27 +156,19 @@ def rd(*args: str, cwd: Path, env: dict[str, str] | None = None, fsize: int | No
         return Result(proc.exitcode, read("out"), read("err"))
 
 
-def rd_until(marker: str, *args: str, cwd: Path, sig: int, timeout: float = 300) -> Result:
-    """Start ``python -m rd *args`` (forked), send ``sig`` once ``marker`` appears on its stderr."""
-    import time
-
+def rd_until(trigger: Trigger, *args: str, cwd: Path, timeout: float = 300) -> Result:
+    """Run ``python -m rd *args`` (forked) that signals itself as ``trigger`` says; it must not exit 0."""
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.join(tmp, "io")
-        proc = _CTX.Process(target=_cli_child, args=(list(args), str(cwd), {}, base, None))
+        proc = _CTX.Process(target=_cli_child, args=(list(args), str(cwd), {}, base, None, trigger))
         proc.start()
-        err = Path(base + ".err")
-        deadline = time.monotonic() + timeout
-        while proc.is_alive() and time.monotonic() < deadline:
-            if err.exists() and marker in err.read_text(errors="replace"):
-                os.kill(proc.pid, sig)
-                break
-            time.sleep(0.02)
         proc.join(timeout)
         if proc.exitcode is None:
             proc.kill()
             proc.join()
-        assert proc.exitcode is not None and proc.exitcode != 0, f"not interrupted: {err.read_text()}"
-        return Result(proc.exitcode, Path(base + ".out").read_text(), err.read_text(errors="replace"))
+        err = Path(base + ".err").read_text(errors="replace")
+        assert proc.exitcode is not None and proc.exitcode != 0, f"not interrupted ({proc.exitcode}): {err}"
+        return Result(proc.exitcode, Path(base + ".out").read_text(), err)
 
 
 def rd_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
