@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,34 +100,26 @@ def test_data_order_is_a_function_of_seed_and_epoch():
 
 
 def _cli_train(root: Path, out: Path, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "rd", "train", "--data-root", str(root), "--category", "brick",
-            "--backbone", "resnet18", "--image-size", "64", "--epochs", str(epochs), "--seed", "0",
-            "--device", "cpu", "--threads", "1", "--checkpoint-every", "0", "--out-dir", str(out)]
+    return ["train", "--data-root", str(root), "--category", "brick", "--backbone", "resnet18", "--image-size", "64",
+            "--epochs", str(epochs), "--seed", "0", "--device", "cpu", "--threads", "1", "--checkpoint-every", "0",
+            "--out-dir", str(out)]
 
 
 def test_kill_9_then_resume_equals_uninterrupted(brick_root, tmp_path):
+    """SIGKILL (no cleanup code runs) as "epoch 2/4" is printed, then the same command: the
+    checkpoint of epoch 1 is resumed and the result equals an uninterrupted run's, bit for bit."""
+    from tests.helpers.reliability import Trigger, rd, rd_until
+
     epochs = 4
     full, broken = tmp_path / "full", tmp_path / "broken"
-    subprocess.run(_cli_train(brick_root, full, epochs), check=True, cwd=REPO, capture_output=True)
-    proc = subprocess.Popen(_cli_train(brick_root, broken, epochs), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # Wait for the second epoch's progress line (so a checkpoint of epoch >= 1 exists) and kill mid-run.
-    deadline = time.time() + 300
-    seen = ""
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if line.startswith("epoch 2/"):
-            break
-        if proc.poll() is not None:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert "epoch 2/" in seen, seen
+    assert rd(*_cli_train(brick_root, full, epochs), cwd=REPO).rc == 0
+    killed = rd_until(Trigger(signal.SIGKILL, text=f"epoch 2/{epochs}"), *_cli_train(brick_root, broken, epochs),
+                      cwd=REPO)
+    assert killed.rc == -signal.SIGKILL, killed.stderr
     assert (broken / "checkpoint.pt").exists() and not (broken / "model.pt").exists()
-    resumed = subprocess.run(_cli_train(brick_root, broken, epochs), cwd=REPO, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stderr
+    resumed = rd(*_cli_train(brick_root, broken, epochs), cwd=REPO)
+    assert resumed.rc == 0, resumed.stderr
+    assert f"resuming from {broken / 'checkpoint.pt'} after epoch 1" in resumed.stderr, resumed.stderr
     assert "epoch 1/" not in resumed.stderr  # finished epochs are not redone
     assert not (broken / "checkpoint.pt").exists()
     import pandas as pd
