@@ -6,8 +6,6 @@ lr selection picks the lowest held-out loss, writes its JSON, and train uses it.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -233,12 +231,9 @@ def test_selection_needs_held_out_images(root, tmp_path):
         selection_run(cfg(root, validation_fraction=0.0), 0.001, 1, tmp_path / "lr.json")
 
 
-def _rd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rd", *args], cwd=cwd, capture_output=True, text=True,
-                          env=wr.env(), timeout=600)
-
-
 def test_real_selection_through_the_cli_then_train_takes_the_chosen_lr(root, tmp_path):
+    from tests.helpers.reliability import rd   # the real command line, forked from a warm interpreter
+
     common = ["--data-root", str(root), "--dataset", "textures", "--category", "brick", "--backbone", "resnet18",
               "--setting-name", "tuned", "--setting", '{"optimizer": "adam", "lr": 0.005}',
               "--image-size", "64", "--batch-size", "4", "--seed", "0", "--device", "cpu",
@@ -246,29 +241,29 @@ def test_real_selection_through_the_cli_then_train_takes_the_chosen_lr(root, tmp
     runs = []
     for lr in ("0.0001", "0.01"):
         out = tmp_path / "lr" / f"lr{lr}.json"
-        proc = _rd("lr-select", *common, "--lr", lr, "--select-epochs", "1", "--out", str(out), cwd=REPO)
-        assert proc.returncode == 0, proc.stderr
+        proc = rd("lr-select", *common, "--lr", lr, "--select-epochs", "1", "--out", str(out), cwd=REPO)
+        assert proc.rc == 0, proc.stderr
         rec = json.loads(out.read_text())
         assert rec["held_out"]["n_images"] == 3 and rec["held_out_loss"] > 0 and rec["diverged"] is False
         runs.append(rec)
     selection = tmp_path / "tuned.json"
-    proc = _rd("lr-gather", "--runs", *[str(tmp_path / "lr" / f"lr{lr}.json") for lr in ("0.0001", "0.01")],
-               "--out", str(selection), cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
+    proc = rd("lr-gather", "--runs", *[str(tmp_path / "lr" / f"lr{lr}.json") for lr in ("0.0001", "0.01")],
+              "--out", str(selection), cwd=REPO)
+    assert proc.rc == 0, proc.stderr
     chosen = json.loads(selection.read_text())
     best = min(runs, key=lambda r: (r["held_out_loss"], r["lr"]))["lr"]
     assert chosen["chosen"] == best and chosen["losses"] == [r["held_out_loss"] for r in runs]
     run = tmp_path / "run"
-    proc = _rd("train", *common, "--epochs", "1", "--lr-selection", str(selection), "--out-dir", str(run), cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
+    proc = rd("train", *common, "--epochs", "1", "--lr-selection", str(selection), "--out-dir", str(run), cwd=REPO)
+    assert proc.rc == 0, proc.stderr
     info = json.loads((run / "train.json").read_text())
     assert info["setting_params"]["lr"] == best
     assert {k: info["lr_selection"][k] for k in ("grid", "losses", "chosen")} == \
         {k: chosen[k] for k in ("grid", "losses", "chosen")}
     # an lr_grid given to train directly is refused with one line: the workflow chooses it
-    proc = _rd("train", *common[:-8], "--setting", '{"optimizer": "adam", "lr": 0.005, "lr_grid": [0.001, 0.002]}',
-               "--out-dir", str(tmp_path / "x"), cwd=REPO)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "lr_grid: chooses the lr" in proc.stderr
+    proc = rd("train", *common[:-8], "--setting", '{"optimizer": "adam", "lr": 0.005, "lr_grid": [0.001, 0.002]}',
+              "--out-dir", str(tmp_path / "x"), cwd=REPO)
+    assert proc.rc == 2 and proc.stderr.count("\n") == 1 and "lr_grid: chooses the lr" in proc.stderr
     assert "Fix:" in proc.stderr
 
 
