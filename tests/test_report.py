@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -161,25 +160,21 @@ def test_git_missing_gives_unknown(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_mvtec_scale_time_and_size(tmp_path):
-    """15 categories x 4 arms x 5 seeds (300 runs): builds in reasonable time, stays a few MB."""
+    """15 categories x 4 arms x 5 seeds (300 runs): the report stays a few MB and names every
+    category (its time is measured by benchmarks/bench_report.py, not here)."""
     cats = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
             "tile", "toothbrush", "transistor", "wood", "zipper")
     fake = make_fake_results(tmp_path, categories=cats, arms=ARMS, seeds=(0, 1, 2, 3, 4), comparisons=COMPARISONS,
                              epochs=30, image_size=256, failure_k=4, failure_size=96, eval_every=10,
                              defect_types=("crack", "scratch", "contamination"), benchmarks=True)
     summary, stats = tmp_path / "summary.csv", tmp_path / "stats.csv"
-    t0 = time.perf_counter()
     write_summary(fake["runs"], complexity=fake["complexity"], benchmarks=fake["benchmarks"], out=summary)
     write_stats(summary, COMPARISONS, out=stats)
-    t1 = time.perf_counter()
     out = tmp_path / "report.html"
     build_report(summary=summary, stats=stats, config=fake["config"], manifests=fake["manifests"], out=out,
                  figures_dir=tmp_path / "figs")
-    t2 = time.perf_counter()
     size_mb = out.stat().st_size / 2 ** 20
-    print(f"\nMVTec scale: aggregate+stats {t1 - t0:.1f} s, report {t2 - t1:.1f} s, {size_mb:.2f} MiB")
     assert size_mb < 6, f"report is {size_mb:.1f} MiB"
-    assert t2 - t1 < 120 and t1 - t0 < 60
     html = out.read_text()
     assert html.count("per_category:") >= 15 * 3
     assert all(c in html for c in cats)
