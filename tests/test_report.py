@@ -159,7 +159,7 @@ def test_git_missing_gives_unknown(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_mvtec_scale_time_and_size(tmp_path):
+def test_mvtec_scale_report_size_and_content(tmp_path):
     """15 categories x 4 arms x 5 seeds (300 runs): the report stays a few MB and names every
     category (its time is measured by benchmarks/bench_report.py, not here)."""
     cats = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
