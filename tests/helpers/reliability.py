@@ -85,6 +85,8 @@ def _arm(trigger: Trigger) -> None:
         def hook(event: str, args: tuple) -> None:
             if event != "open" or len(seen) >= trigger.nth or not isinstance(args[1], str) or "w" not in args[1]:
                 return
+            if not isinstance(args[0], (str, bytes, os.PathLike)):   # open(fd): no name to match
+                return
             if fnmatch.fnmatch(os.path.basename(os.fsdecode(args[0])), trigger.opens):
                 seen.append(os.fsdecode(args[0]))
                 if len(seen) == trigger.nth:
