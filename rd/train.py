@@ -260,7 +260,9 @@ class Trainer:
         values = torch.stack(losses).cpu().numpy().astype(np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            raise DivergedError(f"Training loss became {values[bad[0]]} at epoch {n} (lr {lrs[bad[0]]:.2e}).",
+            # before anything of this epoch is saved: no checkpoint, no model
+            raise DivergedError(f"Training loss became {values[bad[0]]} at epoch {n} (lr {lrs[bad[0]]:.2e}); "
+                                "no model was written.",
                                 "lower the learning rate in this setting, or check the input images.")
         return EpochResult(values, lrs)
 
@@ -423,10 +425,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, *, stage_evaluation: boo
         model.train()
         for epoch in range(start_epoch, cfg.epochs + 1):
             t_epoch = time.perf_counter()
-            try:
-                result = trainer.epoch(epoch)
-            except DivergedError as exc:  # before anything of this epoch is saved (no checkpoint, no model)
-                raise DivergedError(f"{exc.problem.rstrip('.')}; no model was written.", exc.fix) from None
+            result = trainer.epoch(epoch)
             row: dict[str, Any] = {"epoch": epoch, "loss": result.loss,
                                    "lr": optimizer.param_groups[0]["lr"],
                                    "seconds": time.perf_counter() - t_epoch,
