@@ -21,13 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_common import machine_line, table  # noqa: E402
-from helpers.report_fixtures import make_fake_results  # noqa: E402  (the made-up run folders)
-
-MVTEC = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
-         "tile", "toothbrush", "transistor", "wood", "zipper")
-ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "efficientnet_lite0/baseline")
-COMPARISONS = [("resnet18/baseline", "convnext_pico/baseline"), ("resnet18/baseline", "convnext_pico/tuned"),
-               ("convnext_pico/baseline", "convnext_pico/tuned")]
+from helpers.report_fixtures import COMPARISONS, make_mvtec_scale_results  # noqa: E402  (made-up run folders)
 
 
 def main() -> None:
@@ -43,9 +37,7 @@ def main() -> None:
     steps: dict[str, list[float]] = {"aggregate + stats": [], "report": []}
     size_mib = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        fake = make_fake_results(Path(tmp) / "fake", categories=MVTEC, arms=ARMS, seeds=(0, 1, 2, 3, 4),
-                                 comparisons=COMPARISONS, epochs=30, image_size=256, failure_k=4, failure_size=96,
-                                 eval_every=10, defect_types=("crack", "scratch", "contamination"), benchmarks=True)
+        fake = make_mvtec_scale_results(Path(tmp) / "fake")
         for r in range(args.repeats):
             out = Path(tmp) / f"r{r}"
             out.mkdir()
@@ -61,7 +53,7 @@ def main() -> None:
             steps["report"].append(t2 - t1)
             size_mib = (out / "report.html").stat().st_size / 2 ** 20
     rows = [[name, f"{statistics.median(ts):.2f}", f"{min(ts):.2f}", f"{max(ts):.2f}"] for name, ts in steps.items()]
-    print(f"300 runs ({len(MVTEC)} categories x {len(ARMS)} arms x 5 seeds), {args.repeats} repeats\n")
+    print(f"{len(fake['runs'])} runs (15 MVTec categories x 4 arms x 5 seeds), {args.repeats} repeats\n")
     print(table(["step", "median s", "min s", "max s"], rows))
     print(f"\nreport.html: {size_mib:.2f} MiB")
 

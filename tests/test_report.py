@@ -13,12 +13,10 @@ from rd.aggregate import write_summary
 from rd.errors import RDError
 from rd.report import MAIN_FIGURES, build_report
 from rd.report.inputs import git_commit as _git_commit
-from helpers.report_fixtures import make_fake_report, make_fake_results
+from helpers.report_fixtures import (ARMS, COMPARISONS, make_fake_report, make_fake_results,
+                                     make_mvtec_scale_results, mvtec_categories)
 from rd.stats import write_stats
 
-ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "efficientnet_lite0/baseline")
-COMPARISONS = [("resnet18/baseline", "convnext_pico/baseline"), ("resnet18/baseline", "convnext_pico/tuned"),
-               ("convnext_pico/baseline", "convnext_pico/tuned")]
 SECTIONS = ["run", "fairness", "results", "statistics", "cost", "curves", "defects", "failures", "reproduce"]
 
 
@@ -162,11 +160,9 @@ def test_git_missing_gives_unknown(monkeypatch, tmp_path):
 def test_mvtec_scale_report_size_and_content(tmp_path):
     """15 categories x 4 arms x 5 seeds (300 runs): the report stays a few MB and names every
     category (its time is measured by benchmarks/bench_report.py, not here)."""
-    cats = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
-            "tile", "toothbrush", "transistor", "wood", "zipper")
-    fake = make_fake_results(tmp_path, categories=cats, arms=ARMS, seeds=(0, 1, 2, 3, 4), comparisons=COMPARISONS,
-                             epochs=30, image_size=256, failure_k=4, failure_size=96, eval_every=10,
-                             defect_types=("crack", "scratch", "contamination"), benchmarks=True)
+    cats = mvtec_categories()
+    assert len(cats) == 15
+    fake = make_mvtec_scale_results(tmp_path)
     summary, stats = tmp_path / "summary.csv", tmp_path / "stats.csv"
     write_summary(fake["runs"], complexity=fake["complexity"], benchmarks=fake["benchmarks"], out=summary)
     write_stats(summary, COMPARISONS, out=stats)

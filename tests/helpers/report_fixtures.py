@@ -365,3 +365,27 @@ def visible_words(html: str) -> int:
     body = re.sub(r"(?is)<head>.*?</head>|<style.*?</style>|<script.*?</script>", " ", html)
     text = unescape(re.sub(r"(?s)<[^>]+>", " ", body))
     return len(text.split())
+
+
+# --------------------------------------------------------------------------- MVTec scale
+# Four arms and three comparisons: the report tests' usual set, and the scale fixture's.
+ARMS = ("resnet18/baseline", "convnext_pico/baseline", "convnext_pico/tuned", "efficientnet_lite0/baseline")
+COMPARISONS = [("resnet18/baseline", "convnext_pico/baseline"), ("resnet18/baseline", "convnext_pico/tuned"),
+               ("convnext_pico/baseline", "convnext_pico/tuned")]
+
+
+def mvtec_categories() -> list[str]:
+    """The 15 MVTec AD categories, as the repository's MVTec preset lists them."""
+    import yaml
+
+    preset = Path(__file__).resolve().parents[2] / "workflow" / "configs" / "mvtec_ad.yaml"
+    return list(yaml.safe_load(preset.read_text())["dataset"]["categories"])
+
+
+def make_mvtec_scale_results(root: str | Path) -> dict:
+    """Fake results at paper scale: the 15 MVTec categories x 4 arms x 5 seeds (300 runs), 30
+    epochs at 256 px, 4 failure cases each (for the report's size test and bench_report.py)."""
+    return make_fake_results(root, categories=mvtec_categories(), arms=ARMS, seeds=(0, 1, 2, 3, 4),
+                             comparisons=COMPARISONS, epochs=30, image_size=256, failure_k=4,
+                             failure_size=96, eval_every=10, defect_types=("crack", "scratch", "contamination"),
+                             benchmarks=True)
