@@ -98,8 +98,10 @@ def _add_smoke(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="none")
     p.add_argument("--image-sizes", nargs="+", **params.arg("image_size", default=[128, 256]))
     p.add_argument("--student", default=params.STUDENT_DEFAULT, help=STUDENT_HELP)
-    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUTS[0], help=OUTPUT_HELP)
-    p.add_argument("--projection", choices=params.PROJECTIONS, default="none", help=PROJECTION_HELP)
+    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUT_DEFAULT,
+                   help=OUTPUT_HELP)
+    p.add_argument("--projection", choices=params.PROJECTIONS, default=params.PROJECTION_DEFAULT,
+                   help=PROJECTION_HELP)
     p.add_argument("--data-root", default=None, help="measure negative_fraction/loss_floor on this dataset's "
                                                       "training images (default: a seeded random batch)")
     p.add_argument("--dataset", choices=params.DATASETS, default="mvtec", help=DATASET_HELP)
@@ -124,9 +126,11 @@ def _add_complexity(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", **params.arg("throughput_batch_size", default=16))
     p.add_argument("--threads", **params.arg("threads"))
     p.add_argument("--device", **params.arg("complexity_device", default="cpu"))
-    p.add_argument("--projection", choices=params.PROJECTIONS, default="none", help=PROJECTION_HELP)
+    p.add_argument("--projection", choices=params.PROJECTIONS, default=params.PROJECTION_DEFAULT,
+                   help=PROJECTION_HELP)
     p.add_argument("--student", default=params.STUDENT_DEFAULT, help=STUDENT_HELP)
-    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUTS[0], help=OUTPUT_HELP)
+    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUT_DEFAULT,
+                   help=OUTPUT_HELP)
     p.add_argument("--name", default=None, help="the backbone's name in the config (default: --backbone)")
     p.add_argument("--out", required=True)
 
@@ -151,8 +155,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", default=params.STUDENT_DEFAULT, help=STUDENT_HELP)
     p.add_argument("--name", default="", help="the backbone's name in the config, runs are filed under it "
                                               "(default: --backbone)")
-    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUTS[0], help=OUTPUT_HELP)
-    p.add_argument("--projection", choices=params.PROJECTIONS, default="none", help=PROJECTION_HELP)
+    p.add_argument("--student-output", choices=params.STUDENT_OUTPUTS, default=params.STUDENT_OUTPUT_DEFAULT,
+                   help=OUTPUT_HELP)
+    p.add_argument("--projection", choices=params.PROJECTIONS, default=params.PROJECTION_DEFAULT,
+                   help=PROJECTION_HELP)
     p.add_argument("--setting-name", default="baseline")
     p.add_argument("--setting", type=_json_arg, default={},
                    help='JSON, e.g. {"optimizer": "adam", "lr": 0.005, "betas": [0.5, 0.999]}')

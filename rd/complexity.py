@@ -18,7 +18,7 @@ from torch.utils import benchmark
 
 from rd import files
 from rd.method import build_rd, count_params
-from rd.params import STUDENT_DEFAULT
+from rd.params import PROJECTION_DEFAULT, STUDENT_DEFAULT, STUDENT_OUTPUT_DEFAULT
 
 FLOPS_CONVENTION = "fvcore: one fused multiply-add = 1 FLOP"
 
@@ -49,8 +49,8 @@ def _timed(fn, threads: int, min_run_time: float = 1.0) -> float:
 
 
 def measure_complexity(backbone: str, *, image_size: int, batch_size: int = 16, threads: int = 1,
-                       device: str = "cpu", projection: str = "none", student: str = STUDENT_DEFAULT,
-                       student_output: str = "relu",
+                       device: str = "cpu", projection: str = PROJECTION_DEFAULT, student: str = STUDENT_DEFAULT,
+                       student_output: str = STUDENT_OUTPUT_DEFAULT,
                        name: str | None = None, out: str | os.PathLike | None = None) -> dict[str, Any]:
     """FLOPs, parameters, latency and throughput of the RD network (``name``: the config's name)."""
     torch.manual_seed(0)

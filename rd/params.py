@@ -53,10 +53,12 @@ STUDENT_DEFAULT = "auto"
 STUDENT_FAMILIES: tuple[str, ...] = (STUDENT_DEFAULT, "resnet", "convnext")
 #: The students ``projection: guide`` allows: it always uses resnet18's student.
 GUIDE_STUDENTS: tuple[str, ...] = (STUDENT_DEFAULT, "resnet", "resnet18")
-#: The ResNet student's stage outputs: relu (the official student) or linear (no final ReLU).
-STUDENT_OUTPUTS: tuple[str, ...] = ("relu", "linear")
-#: Teacher projections: none, a frozen orthonormal embedding, or the 1x1 conv + BN + ReLU guide.
-PROJECTIONS: tuple[str, ...] = ("none", "orthonormal", "guide")
+#: The ResNet student's stage outputs: relu (the official student, the default) or linear (no final ReLU).
+STUDENT_OUTPUT_DEFAULT = "relu"
+STUDENT_OUTPUTS: tuple[str, ...] = (STUDENT_OUTPUT_DEFAULT, "linear")
+#: Teacher projections: none (the default), a frozen orthonormal embedding, or the 1x1 conv + BN + ReLU guide.
+PROJECTION_DEFAULT = "none"
+PROJECTIONS: tuple[str, ...] = (PROJECTION_DEFAULT, "orthonormal", "guide")
 
 #: The device a command uses when none is named: CUDA if present, else the CPU (rd.devices).
 DEVICE_DEFAULT = "auto"

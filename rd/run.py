@@ -20,7 +20,7 @@ import torch
 from rd import files
 from rd.errors import RDError
 from rd.method import RD, build_rd
-from rd.params import RECIPE, RULES, STUDENT_DEFAULT
+from rd.params import PROJECTION_DEFAULT, RECIPE, RULES, STUDENT_DEFAULT, STUDENT_OUTPUT_DEFAULT
 
 MODEL_FORMAT = "rd-model/1"
 
@@ -32,9 +32,9 @@ class TrainConfig:
     backbone: str
     dataset: str = "mvtec"
     weights: str = "none"
-    projection: str = "none"       # none | orthonormal | guide
+    projection: str = PROJECTION_DEFAULT  # none | orthonormal | guide
     student: str = STUDENT_DEFAULT  # auto | resnet | convnext | a timm ResNet name (its student)
-    student_output: str = "relu"   # relu (official ResNet student) | linear (no final ReLU per stage)
+    student_output: str = STUDENT_OUTPUT_DEFAULT  # relu (official ResNet student) | linear (no final ReLU per stage)
     name: str = ""                 # the backbone's name in the config (default: the timm model)
     setting_name: str = "baseline"
     setting: dict[str, Any] = field(default_factory=dict)

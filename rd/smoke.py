@@ -16,7 +16,7 @@ import torch
 from rd import files
 from rd.errors import RDError
 from rd.method import build_rd, count_params
-from rd.params import STUDENT_DEFAULT
+from rd.params import PROJECTION_DEFAULT, STUDENT_DEFAULT, STUDENT_OUTPUT_DEFAULT
 
 
 def check_shapes(model: torch.nn.Module, image_size: int) -> list[list[int]]:
@@ -73,7 +73,8 @@ def _sign_batch(image_size: int, data_root: str | None, dataset: str, category: 
 
 
 def smoke_test(backbone: str, *, weights: str = "none", image_sizes: Sequence[int] = (128, 256),
-               projection: str = "none", student: str = STUDENT_DEFAULT, student_output: str = "relu",
+               projection: str = PROJECTION_DEFAULT, student: str = STUDENT_DEFAULT,
+               student_output: str = STUDENT_OUTPUT_DEFAULT,
                data_root: str | None = None, dataset: str = "mvtec", category: str | None = None,
                out: str | os.PathLike | None = None) -> dict[str, Any]:
     for size in image_sizes:

@@ -115,6 +115,15 @@ def test_the_schemas_baseline_setting_is_rd_params_baseline():
     assert schema["properties"]["settings"]["default"]["baseline"] == params.BASELINE
 
 
+def test_the_schemas_student_choices_are_rd_params():
+    """A backbone's `student` and `student_output` in the schema (YAML's copies) are the
+    library's: the same default student and the same outputs with the same default."""
+    backbone = yaml.safe_load(SCHEMA.read_text())["properties"]["backbones"]["additionalProperties"]["properties"]
+    assert backbone["student"]["default"] == params.STUDENT_DEFAULT
+    assert tuple(backbone["student_output"]["enum"]) == params.STUDENT_OUTPUTS
+    assert backbone["student_output"]["default"] == params.STUDENT_OUTPUT_DEFAULT
+
+
 def test_schema_defaults_are_the_default_runs():
     """The workflow's defaults are its small default run's (config.yaml), documented as such."""
     schema = yaml.safe_load(SCHEMA.read_text())

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from rd.method.init import rd4ad_init
+from rd.params import STUDENT_OUTPUT_DEFAULT, STUDENT_OUTPUTS
 
 
 def _deconv2x2(c_in: int, c_out: int, groups: int = 1) -> nn.ConvTranspose2d:
@@ -106,11 +107,11 @@ class DeResNet(nn.Module):
     """Decoder from the stride-32 OCBE embedding back to the teacher's three stages."""
 
     def __init__(self, channels: Sequence[int], block: str = "basic",
-                 depths: Sequence[int] = (2, 2, 2), base_width: int = 64, output: str = "relu") -> None:
+                 depths: Sequence[int] = (2, 2, 2), base_width: int = 64, output: str = STUDENT_OUTPUT_DEFAULT) -> None:
         super().__init__()
-        if output not in ("relu", "linear"):
+        if output not in STUDENT_OUTPUTS:
             raise ValueError(f"unknown student output {output!r}: use relu or linear")
-        r = output == "relu"
+        r = output == "relu"   # the official student: every stage output through a ReLU
         block_cls = DeBasicBlock if block == "basic" else DeBottleneck
         c1, c2, c3 = channels
         self.layer1 = _de_layer(block_cls, 2 * c3, c3, depths[0], base_width, r)  # stride 32 -> 16

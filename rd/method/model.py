@@ -19,7 +19,8 @@ from rd.method.decoder_convnext import DeConvNeXt
 from rd.method.decoder_resnet import DeResNet
 from rd.method.teacher import PROJECTION_SEED, RESNET18_CHANNELS, Teacher, rd_out_indices
 from rd.method.weights import TeacherWeights, check_backbone_name, create_backbone
-from rd.params import GUIDE_STUDENTS, PROJECTIONS, STUDENT_DEFAULT, STUDENT_FAMILIES, STUDENT_OUTPUTS
+from rd.params import (GUIDE_STUDENTS, PROJECTION_DEFAULT, PROJECTIONS, STUDENT_DEFAULT, STUDENT_FAMILIES,
+                       STUDENT_OUTPUT_DEFAULT, STUDENT_OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class StudentSpec:
     decoder_depths: tuple[int, int, int]
     base_width: int = 64
     reference: str | None = None   # the timm ResNet whose student structure this copies
-    output: str = "relu"           # ResNet decoder's stage outputs: relu (official) | linear
+    output: str = STUDENT_OUTPUT_DEFAULT  # ResNet decoder's stage outputs: relu (official) | linear
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class RDSpec:
 
     backbone: str
     weights: str = "none"
-    projection: str = "none"       # none | orthonormal | guide
+    projection: str = PROJECTION_DEFAULT  # none | orthonormal | guide
     projection_channels: tuple[int, int, int] | None = None
     projection_seed: int | None = None
     student: StudentSpec | None = field(default=None)
@@ -170,8 +171,8 @@ def _projection_name(projection: bool | str) -> str:
     return str(projection)
 
 
-def build_rd(backbone: str, weights: str = "none", *, student: str = STUDENT_DEFAULT, student_output: str = STUDENT_OUTPUTS[0],
-             projection: bool | str = "none", init_seed: int | None = None) -> RD:
+def build_rd(backbone: str, weights: str = "none", *, student: str = STUDENT_DEFAULT, student_output: str = STUDENT_OUTPUT_DEFAULT,
+             projection: bool | str = PROJECTION_DEFAULT, init_seed: int | None = None) -> RD:
     """Build an RD network around a frozen timm ``backbone``.
 
     ``weights``: ``none``, ``imagenet`` or a weights-file path (see ``rd.method.weights``).

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rd.params import PROJECTION_DEFAULT
+
 RD_STRIDES = (4, 8, 16)
 RESNET18_CHANNELS = (64, 128, 256)
 
@@ -36,7 +38,6 @@ def rd_out_indices(feature_info: Sequence[dict]) -> tuple[int, int, int]:
 
 
 PROJECTION_SEED = 0  # the fixed seed of the frozen projections (recorded in train.json)
-PROJECTIONS = ("none", "orthonormal", "guide")
 
 
 def orthonormal_matrix(c_out: int, c_in: int, seed: int) -> torch.Tensor:
@@ -99,7 +100,7 @@ class GuideProjection(nn.Module):
 class Teacher(nn.Module):
     """Frozen timm feature extractor returning the stride-4/8/16 feature maps."""
 
-    def __init__(self, backbone: nn.Module, projection: str = "none",
+    def __init__(self, backbone: nn.Module, projection: str = PROJECTION_DEFAULT,
                  projection_channels: Sequence[int] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
@@ -110,7 +111,7 @@ class Teacher(nn.Module):
             self.projection = OrthonormalProjection(native, projection_channels)
         elif projection == "guide":
             self.projection = GuideProjection(native, projection_channels)
-        elif projection != "none":
+        elif projection != PROJECTION_DEFAULT:
             raise ValueError(f"unknown projection {projection!r}: use none, orthonormal or guide")
         self.channels: tuple[int, ...] = tuple(projection_channels) if self.projection is not None else native
         self.strides: tuple[int, ...] = tuple(backbone.feature_info.reduction())
